@@ -1,0 +1,194 @@
+//! Flat parameter arenas with PyTorch names and layouts.
+//!
+//! All parameters live in one contiguous `Vec`, gradients in a second of the same layout and each
+//! optimizer moment in a third, so the optimizer is one fused loop and a checkpoint is one write.
+//! The three are distinct newtypes so that same-shaped buffers cannot be swapped by mistake.
+
+use crate::{Error, Float, Result};
+
+/// A typed handle to one named tensor inside the arenas. Cheap to copy; stages keep these instead
+/// of names so the hot path never looks anything up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ParamId(usize);
+
+impl ParamId {
+    /// The position of this tensor in the layout (declaration order).
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// One named tensor of the layout.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParamEntry {
+    /// PyTorch's `state_dict` name, e.g. `lstm.weight_ih_l0`.
+    pub name: String,
+    /// PyTorch's shape, outermost first, e.g. `[4H, E]`; stored row-major.
+    pub shape: Vec<usize>,
+    /// Offset of the first element in the arena.
+    pub offset: usize,
+}
+
+impl ParamEntry {
+    /// Number of scalars.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// `true` for a tensor with no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The table of names, shapes and offsets shared by parameters, gradients and moments.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParamLayout {
+    entries: Vec<ParamEntry>,
+    total: usize,
+}
+
+impl ParamLayout {
+    /// Every tensor in declaration order.
+    pub fn entries(&self) -> &[ParamEntry] {
+        &self.entries
+    }
+
+    /// Total number of scalars.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The entry of `id`.
+    pub fn entry(&self, id: ParamId) -> &ParamEntry {
+        &self.entries[id.0]
+    }
+
+    /// Finds a tensor by its PyTorch name.
+    pub fn find(&self, name: &str) -> Option<ParamId> {
+        self.entries.iter().position(|e| e.name == name).map(ParamId)
+    }
+
+    /// Every handle, in declaration order.
+    pub fn ids(&self) -> impl Iterator<Item = ParamId> + '_ {
+        (0..self.entries.len()).map(ParamId)
+    }
+
+    fn range(&self, id: ParamId) -> std::ops::Range<usize> {
+        let e = &self.entries[id.0];
+        e.offset..e.offset + e.len()
+    }
+
+    fn declare(&mut self, name: &str, shape: &[usize]) -> Result<ParamId> {
+        if self.find(name).is_some() {
+            return Err(Error::config(name, "parameter declared twice"));
+        }
+        if shape.iter().any(|&d| d == 0) {
+            return Err(Error::config(name, format!("parameter shape {shape:?} has a zero dimension")));
+        }
+        let entry = ParamEntry { name: name.to_owned(), shape: shape.to_vec(), offset: self.total };
+        self.total += entry.len();
+        self.entries.push(entry);
+        Ok(ParamId(self.entries.len() - 1))
+    }
+}
+
+macro_rules! arena {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name<T> {
+            layout: ParamLayout,
+            data: Vec<T>,
+        }
+
+        impl<T: Float> $name<T> {
+            /// The shared layout.
+            pub fn layout(&self) -> &ParamLayout {
+                &self.layout
+            }
+
+            /// One tensor, row-major.
+            pub fn get(&self, id: ParamId) -> &[T] {
+                &self.data[self.layout.range(id)]
+            }
+
+            /// One tensor, row-major, writable.
+            pub fn get_mut(&mut self, id: ParamId) -> &mut [T] {
+                let r = self.layout.range(id);
+                &mut self.data[r]
+            }
+
+            /// The whole arena.
+            pub fn as_slice(&self) -> &[T] {
+                &self.data
+            }
+
+            /// The whole arena, writable.
+            pub fn as_mut_slice(&mut self) -> &mut [T] {
+                &mut self.data
+            }
+
+            /// Sets every element to zero without reallocating.
+            pub fn fill_zero(&mut self) {
+                self.data.fill(T::from_f64(0.0));
+            }
+
+            /// A zero-filled arena with the same layout as `other`.
+            pub fn zeros_with_layout(layout: &ParamLayout) -> Self {
+                Self { layout: layout.clone(), data: vec![T::from_f64(0.0); layout.total()] }
+            }
+
+            /// Rebuilds an arena from a layout and flat data (e.g. read from a checkpoint).
+            pub fn from_parts(layout: ParamLayout, data: Vec<T>) -> Result<Self> {
+                if data.len() != layout.total() {
+                    return Err(Error::shape(stringify!($name), layout.total(), data.len()));
+                }
+                Ok(Self { layout, data })
+            }
+        }
+    };
+}
+
+arena!(
+    /// Model parameters. Grown by [`Params::declare`] while stages are prepared, fixed afterwards.
+    Params
+);
+arena!(
+    /// Gradients of the loss with respect to [`Params`], same layout. Ops accumulate (`+=`) into
+    /// these; they are zeroed once per step.
+    Grads
+);
+arena!(
+    /// One optimizer state buffer (e.g. Adam's first or second moment), same layout as [`Params`].
+    Moments
+);
+
+impl<T: Float> Params<T> {
+    /// An empty arena to declare tensors into.
+    pub fn new() -> Self {
+        Self { layout: ParamLayout::default(), data: Vec::new() }
+    }
+
+    /// Adds a zero-initialised tensor named `name` (PyTorch's name) with `shape` (PyTorch's
+    /// layout, outermost first). Fails on a duplicate name or a zero dimension.
+    pub fn declare(&mut self, name: &str, shape: &[usize]) -> Result<ParamId> {
+        let id = self.layout.declare(name, shape)?;
+        self.data.resize(self.layout.total(), T::from_f64(0.0));
+        Ok(id)
+    }
+
+    /// Converts every value to another float type (f32 weights into an f64 gradient check).
+    pub fn cast<U: Float>(&self) -> Params<U> {
+        Params {
+            layout: self.layout.clone(),
+            data: self.data.iter().map(|&x| U::from_f64(x.to_f64())).collect(),
+        }
+    }
+}
+
+impl<T: Float> Default for Params<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

