@@ -82,9 +82,10 @@ impl Ctx {
 /// pipeline in place of a built-in.
 pub trait Stage {
     /// What the box reads, borrowed for the duration of one call.
-    type Input<'a>
-    where
-        Self: 'a;
+    ///
+    /// (No `where Self: 'a` bound: inputs borrow from the caller, never from the stage, and the
+    /// bound would make the `for<'a> Stage<Input<'a> = ...>` subtraits unusable.)
+    type Input<'a>;
     /// What the box writes: storage owned by the caller and reused every cycle.
     type Output;
 

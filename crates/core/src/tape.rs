@@ -102,6 +102,13 @@ impl<T: Float> Activations<T> {
         }
     }
 
+    /// The ids of the current window together with one writable slot (the embedding gather reads
+    /// the former and writes the latter).
+    pub fn ids_and_slot_mut(&mut self, id: SlotId) -> (&[u32], &mut Slot<T>) {
+        let rows = self.rows();
+        (&self.ids[..rows], &mut self.slots[id.0])
+    }
+
     /// Finds a slot by name.
     pub fn find(&self, name: &str) -> Option<SlotId> {
         self.slots.iter().position(|s| s.name == name).map(SlotId)

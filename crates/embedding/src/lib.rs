@@ -1,1 +1,291 @@
-//! placeholder
+//! The embed box: token ids -> vectors.
+//!
+//! # Brief overview
+//! - [`Embedding`]: the box's contract, a [`Stage`] that reads a window of ids and writes the
+//!   tape's embedding slot.
+//! - [`TableEmbedding`] (`kind = "table"`): a `V x E` lookup table named `embedding.weight`,
+//!   initialised N(0, 1) like PyTorch's `nn.Embedding`. Its op, [`GatherOp`], copies rows forward
+//!   and scatter-adds gradients backward, touching only the rows that occurred.
+//! - [`EmbeddingConfig`] / [`EmbeddingImpl`]: the config-file face (a TOML table with `kind`) and
+//!   the run-time enum it builds.
+//!
+//! ```
+//! use stagewise_core::{Ctx, Dims, Stage, Tape};
+//! use stagewise_embedding::TableEmbedding;
+//!
+//! let dims = Dims { vocab: 5, embed: 3, hidden: 4, batch: 2, seq_len: 2, params: 0 };
+//! let mut tape = Tape::<f32>::new(dims.batch, dims.seq_len);
+//! let mut table = TableEmbedding::<f32>::new(3, 42);
+//! table.prepare(&dims, &mut tape)?;
+//! table.run(&[1, 2, 3, 4], &mut tape, &Ctx::seq())?;
+//! let out = tape.output().expect("embedding declared its output");
+//! assert_eq!(tape.acts.slot(out).value.len(), 4 * 3);
+//! # Ok::<(), stagewise_core::Error>(())
+//! ```
+
+use stagewise_core::{Activations, Ctx, Dims, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Stage, Tape};
+
+/// The embed box's contract: ids of one window (time-major, `steps * batch` of them) in, the tape's
+/// embedding slot out. A user type implementing this drops into the pipeline in place of the table.
+pub trait Embedding<T: Float>: for<'a> Stage<Input<'a> = &'a [u32], Output = Tape<T>> {}
+
+impl<T: Float, S> Embedding<T> for S where S: for<'a> Stage<Input<'a> = &'a [u32], Output = Tape<T>> {}
+
+/// Row gather from `embedding.weight`: `out[r] = W[ids[r]]`.
+///
+/// Shapes: `W` is `[V, E]`, `ids` is `[N]` (N = steps·B, time-major), `out` is `[N, E]`.
+#[derive(Clone, Debug)]
+pub struct GatherOp {
+    weight: ParamId,
+    out: SlotId,
+    dim: usize,
+}
+
+impl<T: Float> Op<T> for GatherOp {
+    fn name(&self) -> &str {
+        "embedding"
+    }
+
+    fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, _par: Par) {
+        let rows = acts.rows();
+        let e = self.dim;
+        let w = params.get(self.weight);
+        let (ids, out) = acts.ids_and_slot_mut(self.out);
+        for (dst, &id) in out.value[..rows * e].chunks_exact_mut(e).zip(ids) {
+            let id = id as usize;
+            dst.copy_from_slice(&w[id * e..(id + 1) * e]);
+        }
+    }
+
+    /// Scatter-add in position order (deterministic at any thread count): only rows that
+    /// occurred in the window are touched.
+    fn vjp(&self, _params: &Params<T>, acts: &mut Activations<T>, grads: &mut Grads<T>, _par: Par) {
+        let rows = acts.rows();
+        let e = self.dim;
+        let dw = grads.get_mut(self.weight);
+        let dout = &acts.slot(self.out).grad[..rows * e];
+        for (g, &id) in dout.chunks_exact(e).zip(&acts.ids[..rows]) {
+            let id = id as usize;
+            for (d, &x) in dw[id * e..(id + 1) * e].iter_mut().zip(g) {
+                *d += x;
+            }
+        }
+    }
+}
+
+/// A `V x E` lookup table, PyTorch's `nn.Embedding` (`embedding.weight`, N(0, 1) init).
+#[derive(Clone, Debug)]
+pub struct TableEmbedding<T> {
+    dim: usize,
+    seed: u64,
+    vocab: usize,
+    ops: std::ops::Range<usize>,
+    _float: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> TableEmbedding<T> {
+    /// A table of width `dim`, initialised from the stream `"embedding"` of run seed `seed`.
+    pub fn new(dim: usize, seed: u64) -> Self {
+        TableEmbedding { dim, seed, vocab: 0, ops: 0..0, _float: std::marker::PhantomData }
+    }
+
+    /// Width E.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+impl<T: Float> Stage for TableEmbedding<T> {
+    type Input<'a> = &'a [u32];
+    type Output = Tape<T>;
+
+    fn name(&self) -> &str {
+        "table"
+    }
+
+    fn prepare(&mut self, dims: &Dims, tape: &mut Tape<T>) -> Result<()> {
+        if self.dim == 0 {
+            return Err(Error::config("embedding.dim", "must be at least 1"));
+        }
+        if dims.vocab == 0 {
+            return Err(Error::config("vectorizer", "vocabulary is empty"));
+        }
+        self.vocab = dims.vocab;
+        let weight = tape.params.declare("embedding.weight", &[dims.vocab, self.dim])?;
+        let mut rng = Rng::stream(self.seed, "embedding");
+        for x in tape.params.get_mut(weight) {
+            *x = T::from_f64(rng.normal());
+        }
+        let out = tape.acts.declare_rows("embedding.out", self.dim, true);
+        let index = tape.push(Box::new(GatherOp { weight, out, dim: self.dim }));
+        self.ops = index..index + 1;
+        tape.set_output(out);
+        Ok(())
+    }
+
+    fn run(&self, ids: &[u32], tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
+        let rows = tape.acts.rows();
+        if ids.len() != rows {
+            return Err(Error::shape("embedding input ids", rows, ids.len()));
+        }
+        if let Some(pos) = ids.iter().position(|&id| id as usize >= self.vocab) {
+            return Err(Error::data(
+                "embedding",
+                format!("id {} at position {pos} is outside the vocabulary of {}", ids[pos], self.vocab),
+            ));
+        }
+        tape.acts.ids[..rows].copy_from_slice(ids);
+        tape.forward_range(self.ops.clone(), cx.par);
+        Ok(())
+    }
+}
+
+/// The embed box as a config-file table: `[embedding] kind = "table"  dim = 100`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EmbeddingConfig {
+    /// [`TableEmbedding`].
+    Table {
+        /// Width E (the seed uses 100).
+        #[serde(default = "default_dim")]
+        dim: usize,
+    },
+}
+
+fn default_dim() -> usize {
+    100
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        EmbeddingConfig::Table { dim: default_dim() }
+    }
+}
+
+impl EmbeddingConfig {
+    /// Width E of the vectors this stage produces.
+    pub fn dim(&self) -> usize {
+        match self {
+            EmbeddingConfig::Table { dim } => *dim,
+        }
+    }
+
+    /// Builds the stage, seeded from the run seed.
+    pub fn build<T: Float>(&self, seed: u64) -> EmbeddingImpl<T> {
+        match self {
+            EmbeddingConfig::Table { dim } => EmbeddingImpl::Table(TableEmbedding::new(*dim, seed)),
+        }
+    }
+}
+
+/// Every built-in embedding, chosen at run time; delegates to the variant.
+#[derive(Clone, Debug)]
+pub enum EmbeddingImpl<T> {
+    /// [`TableEmbedding`].
+    Table(TableEmbedding<T>),
+}
+
+impl<T: Float> Stage for EmbeddingImpl<T> {
+    type Input<'a> = &'a [u32];
+    type Output = Tape<T>;
+
+    fn name(&self) -> &str {
+        match self {
+            EmbeddingImpl::Table(s) => s.name(),
+        }
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut Tape<T>) -> Result<()> {
+        match self {
+            EmbeddingImpl::Table(s) => s.prepare(dims, out),
+        }
+    }
+
+    fn run(&self, input: &[u32], out: &mut Tape<T>, cx: &Ctx) -> Result<()> {
+        match self {
+            EmbeddingImpl::Table(s) => s.run(input, out, cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{ProptestConfig, prop_assert, prop_assert_eq, proptest};
+    use stagewise_testkit::{check_tape_gradients, dims_strategy};
+
+    fn setup(v: usize, e: usize, b: usize, t: usize, seed: u64) -> (Tape<f64>, TableEmbedding<f64>, Vec<u32>) {
+        let dims = Dims { vocab: v, embed: e, hidden: 1, batch: b, seq_len: t, params: 0 };
+        let mut tape = Tape::<f64>::new(b, t);
+        let mut table = TableEmbedding::new(e, seed);
+        table.prepare(&dims, &mut tape).unwrap();
+        tape.finish();
+        let mut rng = stagewise_core::Rng::new(seed + 1);
+        let ids = (0..b * t).map(|_| rng.below(v as u64) as u32).collect();
+        (tape, table, ids)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn lookup_equals_table_rows((v, e, _h, b, t) in dims_strategy(), seed in 0u64..1000) {
+            let (mut tape, table, ids) = setup(v, e, b, t, seed);
+            table.run(&ids, &mut tape, &Ctx::seq()).unwrap();
+            let w = tape.params.get(tape.params.layout().find("embedding.weight").unwrap()).to_vec();
+            let out = &tape.acts.slot(tape.output().unwrap()).value;
+            for (r, &id) in ids.iter().enumerate() {
+                prop_assert_eq!(&out[r * e..(r + 1) * e], &w[id as usize * e..(id as usize + 1) * e]);
+            }
+        }
+
+        #[test]
+        fn vjp_matches_finite_differences((v, e, _h, b, t) in dims_strategy(), seed in 0u64..1000) {
+            let (mut tape, table, ids) = setup(v, e, b, t, seed);
+            table.run(&ids, &mut tape, &Ctx::seq()).unwrap();
+            let out = tape.output().unwrap();
+            let report = check_tape_gradients(&mut tape, &[], out, seed, 3, 4);
+            prop_assert!(report.max_rel_err < 1e-6, "{}", report.worst);
+        }
+
+        #[test]
+        fn gradient_touches_only_rows_that_occurred((v, e, _h, b, t) in dims_strategy(), seed in 0u64..1000) {
+            let (mut tape, table, ids) = setup(v, e, b, t, seed);
+            table.run(&ids, &mut tape, &Ctx::seq()).unwrap();
+            let out = tape.output().unwrap();
+            tape.acts.slot_mut(out).grad.fill(1.0);
+            let (ops, params, acts, grads) = tape.sweep_parts();
+            ops[0].vjp(params, acts, grads, Par::Seq);
+            let dw = tape.grads.as_slice();
+            for row in 0..v {
+                let count = ids.iter().filter(|&&id| id as usize == row).count() as f64;
+                prop_assert!(dw[row * e..(row + 1) * e].iter().all(|&g| g == count));
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_vocabulary_id_is_an_error_not_a_panic() {
+        let (mut tape, table, mut ids) = setup(4, 2, 1, 2, 0);
+        ids[1] = 9;
+        let err = table.run(&ids, &mut tape, &Ctx::seq()).unwrap_err().to_string();
+        assert!(err.contains("id 9 at position 1"), "{err}");
+    }
+
+    #[test]
+    fn init_is_standard_normal() {
+        let (tape, _, _) = setup(500, 100, 1, 1, 3);
+        let w = tape.params.as_slice();
+        let mean = w.iter().sum::<f64>() / w.len() as f64;
+        let var = w.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / w.len() as f64;
+        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.03, "mean {mean} var {var}");
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys_and_kinds() {
+        let ok: EmbeddingConfig = serde_json::from_str(r#"{"kind":"table","dim":7}"#).unwrap();
+        assert_eq!(ok.dim(), 7);
+        assert!(serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"table","dims":7}"#).is_err());
+        assert!(serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"word2vec"}"#).is_err());
+    }
+}
