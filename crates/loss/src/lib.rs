@@ -1,1 +1,332 @@
-//! placeholder
+//! The loss box: logits and targets -> summed loss, accuracy and the gradient of the mean loss.
+//!
+//! # Brief overview
+//! - [`Loss`]: the box's contract, a [`Stage`] from [`LossInput`] to [`LossOutput`].
+//! - [`CrossEntropy`] (`kind = "cross_entropy"`): PyTorch's `nn.CrossEntropyLoss` (mean over
+//!   tokens) fused with its softmax: one pass per row computes the log-sum-exp, the negative
+//!   log-likelihood, the arg-max for accuracy and, when training, `dlogits = (softmax − onehot) / N`,
+//!   never materialising probabilities twice.
+//! - [`LossConfig`] / [`LossImpl`]: the config-file face and the run-time enum.
+//!
+//! The loss is reported as a *sum* over rows ([`LossOutput::nll_sum`]) so that callers average
+//! over exactly the tokens they mean (a window, an epoch, a whole test split).
+
+use rayon::prelude::*;
+use stagewise_core::{Ctx, Dims, Error, Float, Mode, Par, Result, Stage};
+
+/// What the loss reads: `logits` `[N, V]` row-major and `targets` `[N]` for the current window.
+#[derive(Clone, Copy, Debug)]
+pub struct LossInput<'a, T> {
+    /// Scores, one row of `V` per token position.
+    pub logits: &'a [T],
+    /// The correct next id for each row.
+    pub targets: &'a [u32],
+}
+
+/// What the loss writes, reused every cycle.
+#[derive(Clone, Debug, Default)]
+pub struct LossOutput<T> {
+    /// Sum over rows of `−log softmax(logits)[target]`, in `f64`.
+    pub nll_sum: f64,
+    /// Rows whose arg-max equals the target.
+    pub correct: usize,
+    /// Rows scored (`N`).
+    pub count: usize,
+    /// Gradient of the *mean* loss with respect to the logits, `[N_max, V]`; written only in
+    /// [`Mode::Train`]. The backward stage may swap this buffer into the tape, so its contents
+    /// after backward are unspecified.
+    pub dlogits: Vec<T>,
+    /// Per-row NLL scratch, so the sum is added in row order whatever the thread count.
+    row_nll: Vec<f64>,
+    /// Per-row correctness scratch.
+    row_correct: Vec<bool>,
+    vocab: usize,
+}
+
+impl<T> LossOutput<T> {
+    /// Mean NLL over the rows of the last call.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 { 0.0 } else { self.nll_sum / self.count as f64 }
+    }
+}
+
+/// The loss box's contract. A user type implementing it drops into the pipeline.
+pub trait Loss<T: Float>: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput<T>> {}
+
+impl<T: Float, S> Loss<T> for S where S: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput<T>> {}
+
+/// Fused softmax cross-entropy, mean over tokens (PyTorch's default reduction).
+#[derive(Clone, Debug, Default)]
+pub struct CrossEntropy<T>(std::marker::PhantomData<T>);
+
+impl<T> CrossEntropy<T> {
+    /// The stage (it has no settings).
+    pub fn new() -> Self {
+        CrossEntropy(std::marker::PhantomData)
+    }
+}
+
+/// Rows per parallel task: fixed, so the work split never depends on the thread count.
+const ROWS_PER_TASK: usize = 16;
+
+/// One row: returns `(nll, argmax == target)` and, if `grad` is given, writes
+/// `(softmax − onehot) * scale` into it.
+///
+/// Shapes: `x` `[V]`, `grad` `[V]`.
+#[inline]
+pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]>, scale: T) -> (f64, bool) {
+    let mut max = x[0];
+    let mut arg = 0;
+    for (j, &v) in x.iter().enumerate().skip(1) {
+        if v > max {
+            max = v;
+            arg = j;
+        }
+    }
+    let mut sum = T::from_f64(0.0);
+    match grad {
+        Some(g) => {
+            for (gj, &v) in g.iter_mut().zip(x) {
+                let e = (v - max).exp();
+                *gj = e;
+                sum += e;
+            }
+            let k = scale / sum;
+            for gj in g.iter_mut() {
+                *gj *= k;
+            }
+            g[target] -= scale;
+        }
+        None => {
+            for &v in x {
+                sum += (v - max).exp();
+            }
+        }
+    }
+    let lse = max.to_f64() + sum.to_f64().ln();
+    (lse - x[target].to_f64(), arg == target)
+}
+
+impl<T: Float> Stage for CrossEntropy<T> {
+    type Input<'a> = LossInput<'a, T>;
+    type Output = LossOutput<T>;
+
+    fn name(&self) -> &str {
+        "cross_entropy"
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut LossOutput<T>) -> Result<()> {
+        if dims.vocab < 2 {
+            return Err(Error::config("vectorizer", "cross-entropy needs a vocabulary of at least 2 ids"));
+        }
+        let rows = dims.max_rows();
+        out.dlogits = vec![T::from_f64(0.0); rows * dims.vocab];
+        out.row_nll = vec![0.0; rows];
+        out.row_correct = vec![false; rows];
+        out.vocab = dims.vocab;
+        Ok(())
+    }
+
+    fn run(&self, input: LossInput<'_, T>, out: &mut LossOutput<T>, cx: &Ctx) -> Result<()> {
+        let v = out.vocab;
+        let n = input.targets.len();
+        if n == 0 || n > out.row_nll.len() || input.logits.len() < n * v {
+            return Err(Error::shape("cross_entropy input", format!("1..={} rows of {v}", out.row_nll.len()), (n, input.logits.len())));
+        }
+        if let Some(pos) = input.targets.iter().position(|&t| t as usize >= v) {
+            return Err(Error::data("cross_entropy", format!("target id {} at row {pos} is outside the vocabulary of {v}", input.targets[pos])));
+        }
+        let logits = &input.logits[..n * v];
+        let scale = T::from_f64(1.0 / n as f64);
+        let train = cx.mode == Mode::Train;
+        let LossOutput { dlogits, row_nll, row_correct, .. } = out;
+        let row = |(((x, g), nll), ok): (((&[T], &mut [T]), &mut f64), &mut bool), t: u32| {
+            let (l, c) = cross_entropy_row(x, t as usize, if train { Some(g) } else { None }, scale);
+            *nll = l;
+            *ok = c;
+        };
+        let tasks = logits
+            .chunks(ROWS_PER_TASK * v)
+            .zip(dlogits[..n * v].chunks_mut(ROWS_PER_TASK * v))
+            .zip(row_nll[..n].chunks_mut(ROWS_PER_TASK))
+            .zip(row_correct[..n].chunks_mut(ROWS_PER_TASK))
+            .zip(input.targets.chunks(ROWS_PER_TASK));
+        let task = |((((x, g), nll), ok), t): ((((&[T], &mut [T]), &mut [f64]), &mut [bool]), &[u32])| {
+            for ((((xr, gr), l), c), &tr) in
+                x.chunks(v).zip(g.chunks_mut(v)).zip(nll.iter_mut()).zip(ok.iter_mut()).zip(t)
+            {
+                row((((xr, gr), l), c), tr);
+            }
+        };
+        match cx.par {
+            Par::Seq => tasks.for_each(task),
+            Par::Rayon(_) => tasks.par_bridge().for_each(task),
+        }
+        // Summed in row order: identical at any thread count.
+        out.nll_sum = out.row_nll[..n].iter().sum();
+        out.correct = out.row_correct[..n].iter().filter(|&&c| c).count();
+        out.count = n;
+        if !out.nll_sum.is_finite() {
+            return Err(Error::Numeric { stage: "cross_entropy".into(), message: format!("loss is {}", out.nll_sum) });
+        }
+        Ok(())
+    }
+}
+
+/// The loss box as a config-file table: `[loss] kind = "cross_entropy"`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LossConfig {
+    /// [`CrossEntropy`].
+    #[default]
+    CrossEntropy,
+}
+
+impl LossConfig {
+    /// Builds the stage.
+    pub fn build<T: Float>(&self) -> LossImpl<T> {
+        match self {
+            LossConfig::CrossEntropy => LossImpl::CrossEntropy(CrossEntropy::new()),
+        }
+    }
+}
+
+/// Every built-in loss, chosen at run time; delegates to the variant.
+#[derive(Clone, Debug)]
+pub enum LossImpl<T> {
+    /// [`CrossEntropy`].
+    CrossEntropy(CrossEntropy<T>),
+}
+
+impl<T: Float> Stage for LossImpl<T> {
+    type Input<'a> = LossInput<'a, T>;
+    type Output = LossOutput<T>;
+
+    fn name(&self) -> &str {
+        match self {
+            LossImpl::CrossEntropy(_) => "cross_entropy",
+        }
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut LossOutput<T>) -> Result<()> {
+        match self {
+            LossImpl::CrossEntropy(s) => s.prepare(dims, out),
+        }
+    }
+
+    fn run(&self, input: LossInput<'_, T>, out: &mut LossOutput<T>, cx: &Ctx) -> Result<()> {
+        match self {
+            LossImpl::CrossEntropy(s) => s.run(input, out, cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{ProptestConfig, prop, prop_assert, proptest};
+    use stagewise_core::Ctx;
+
+    fn run_ce(logits: &[f64], targets: &[u32], v: usize, cx: &Ctx) -> LossOutput<f64> {
+        let dims = Dims { vocab: v, embed: 1, hidden: 1, batch: targets.len(), seq_len: 1, params: 0 };
+        let mut out = LossOutput::default();
+        let mut ce = CrossEntropy::new();
+        Stage::prepare(&mut ce, &dims, &mut out).unwrap();
+        ce.run(LossInput { logits, targets }, &mut out, cx).unwrap();
+        out
+    }
+
+    fn naive_nll(x: &[f64], t: usize) -> f64 {
+        let z: f64 = x.iter().map(|v| v.exp()).sum();
+        -(x[t].exp() / z).ln()
+    }
+
+    fn case() -> impl proptest::strategy::Strategy<Value = (usize, Vec<f64>, Vec<u32>)> {
+        (2usize..12, 1usize..8).prop_flat_map(|(v, n)| {
+            (
+                proptest::strategy::Just(v),
+                prop::collection::vec(-8.0f64..8.0, v * n),
+                prop::collection::vec(0u32..v as u32, n),
+            )
+        })
+    }
+    use proptest::strategy::Strategy;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn loss_is_nonnegative_and_equals_minus_log_softmax((v, x, t) in case()) {
+            let out = run_ce(&x, &t, v, &Ctx::seq());
+            prop_assert!(out.nll_sum >= 0.0);
+            let expect: f64 = t.iter().enumerate().map(|(r, &tr)| naive_nll(&x[r * v..(r + 1) * v], tr as usize)).sum();
+            prop_assert!((out.nll_sum - expect).abs() < 1e-9 * (1.0 + expect), "{} vs {}", out.nll_sum, expect);
+        }
+
+        #[test]
+        fn dlogits_rows_sum_to_zero_and_match_finite_differences((v, x, t) in case()) {
+            let n = t.len();
+            let out = run_ce(&x, &t, v, &Ctx::seq());
+            for r in 0..n {
+                let s: f64 = out.dlogits[r * v..(r + 1) * v].iter().sum();
+                prop_assert!(s.abs() < 1e-12, "row {} sums to {}", r, s);
+            }
+            let eps = 1e-5;
+            for k in 0..x.len() {
+                let mut xp = x.clone();
+                xp[k] += eps;
+                let mut xm = x.clone();
+                xm[k] -= eps;
+                let lp = run_ce(&xp, &t, v, &Ctx::seq()).mean();
+                let lm = run_ce(&xm, &t, v, &Ctx::seq()).mean();
+                let numeric = (lp - lm) / (2.0 * eps);
+                let analytic = out.dlogits[k];
+                // The NLL is `lse − x[t]`, a cancellation that costs ~1e-15 absolute, i.e. ~1e-9 in a
+                // difference quotient with ε = 1e-5: gradients below 1e-2 are judged absolutely (to 1e-8).
+                let rel = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-2);
+                prop_assert!(rel < 1e-6, "element {}: {} vs {}", k, analytic, numeric);
+            }
+        }
+
+        #[test]
+        fn parallel_equals_sequential_bit_for_bit((v, x, t) in case()) {
+            let a = run_ce(&x, &t, v, &Ctx::seq());
+            let b = run_ce(&x, &t, v, &Ctx { par: Par::rayon(2), ..Ctx::seq() });
+            prop_assert!(a.nll_sum.to_bits() == b.nll_sum.to_bits());
+            prop_assert!(a.dlogits == b.dlogits && a.correct == b.correct);
+        }
+    }
+
+    #[test]
+    fn huge_logits_stay_finite() {
+        let out = run_ce(&[1000.0, -1000.0, 999.0], &[2], 3, &Ctx::seq());
+        // lse = 1000 + ln(1 + e^-2000 + e^-1); nll = lse - 999 = 1 + ln(1 + e^-1).
+        let expect = 1.0 + (1.0 + (-1.0f64).exp()).ln();
+        assert!((out.nll_sum - expect).abs() < 1e-9, "{}", out.nll_sum);
+        assert!(out.dlogits.iter().all(|g| g.is_finite()));
+    }
+
+    #[test]
+    fn accuracy_counts_argmax_hits() {
+        // Row 0 predicts 1 (target 1: hit); row 1 predicts 0 (target 2: miss).
+        let out = run_ce(&[0.0, 2.0, 1.0, 3.0, 0.0, 1.0], &[1, 2], 3, &Ctx::seq());
+        assert_eq!((out.correct, out.count), (1, 2));
+    }
+
+    #[test]
+    fn eval_mode_skips_gradient() {
+        let out = run_ce(&[0.0, 2.0, 1.0], &[1], 3, &Ctx::seq().eval());
+        assert!(out.dlogits.iter().all(|&g| g == 0.0));
+        assert!(out.nll_sum > 0.0);
+    }
+
+    #[test]
+    fn bad_target_is_an_error() {
+        let dims = Dims { vocab: 3, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 0 };
+        let mut out = LossOutput::<f32>::default();
+        let mut ce = CrossEntropy::new();
+        Stage::prepare(&mut ce, &dims, &mut out).unwrap();
+        let err = ce.run(LossInput { logits: &[0.0; 3], targets: &[7] }, &mut out, &Ctx::seq()).unwrap_err();
+        assert!(err.to_string().contains("target id 7"), "{err}");
+    }
+}
