@@ -174,19 +174,24 @@ impl<T: Float> Stage for CrossEntropy<T> {
 }
 
 /// The loss box as a config-file table: `[loss] kind = "cross_entropy"`.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossConfig {
     /// [`CrossEntropy`].
-    #[default]
-    CrossEntropy,
+    CrossEntropy {},
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig::CrossEntropy {}
+    }
 }
 
 impl LossConfig {
     /// Builds the stage.
     pub fn build<T: Float>(&self) -> LossImpl<T> {
         match self {
-            LossConfig::CrossEntropy => LossImpl::CrossEntropy(CrossEntropy::new()),
+            LossConfig::CrossEntropy {} => LossImpl::CrossEntropy(CrossEntropy::new()),
         }
     }
 }
@@ -318,6 +323,14 @@ mod tests {
         let out = run_ce(&[0.0, 2.0, 1.0], &[1], 3, &Ctx::seq().eval());
         assert!(out.dlogits.iter().all(|&g| g == 0.0));
         assert!(out.nll_sum > 0.0);
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys() {
+        let c: LossConfig = serde_json::from_str(r#"{"kind":"cross_entropy"}"#).unwrap();
+        assert_eq!(c, LossConfig::default());
+        assert!(serde_json::from_str::<LossConfig>(r#"{"kind":"cross_entropy","smoothing":0.1}"#).is_err());
+        assert!(serde_json::from_str::<LossConfig>(r#"{"kind":"mse"}"#).is_err());
     }
 
     #[test]
