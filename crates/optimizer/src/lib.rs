@@ -1,1 +1,312 @@
-//! placeholder
+//! The update box: parameters and their gradients in, updated parameters out.
+//!
+//! # Brief overview
+//! - [`Optimizer`]: the box's contract, a [`Stage`] reading [`Update`] (params to change, grads to
+//!   follow) and keeping its state in an [`OptimizerState`] the caller owns (and checkpoints).
+//! - [`Adam`] (`kind = "adam"`): PyTorch's `torch.optim.Adam` (β 0.9/0.999, ε 1e-8, bias
+//!   correction, no weight decay by default), one fused pass over the flat arena.
+//! - [`OptimizerConfig`] / [`OptimizerImpl`]: the config-file face and the run-time enum.
+
+use rayon::prelude::*;
+use stagewise_core::{Ctx, Dims, Error, Float, Grads, Moments, Par, ParamLayout, Params, Result, Stage};
+
+/// What an optimizer reads: the parameters to update in place and their gradients.
+#[derive(Debug)]
+pub struct Update<'a, T: Float> {
+    /// Updated in place.
+    pub params: &'a mut Params<T>,
+    /// Gradients of the loss, same layout.
+    pub grads: &'a Grads<T>,
+}
+
+/// An optimizer's state: two moment buffers and the step count, all checkpointed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState<T> {
+    /// First moment (Adam's `exp_avg`).
+    pub m: Moments<T>,
+    /// Second moment (Adam's `exp_avg_sq`).
+    pub v: Moments<T>,
+    /// Updates applied so far.
+    pub step: u64,
+}
+
+impl<T: Float> OptimizerState<T> {
+    /// Zero state for parameters of `layout`.
+    pub fn new(layout: &ParamLayout) -> Self {
+        OptimizerState { m: Moments::zeros_with_layout(layout), v: Moments::zeros_with_layout(layout), step: 0 }
+    }
+}
+
+/// The update box's contract. A user type implementing it drops into the pipeline.
+pub trait Optimizer<T: Float>: for<'a> Stage<Input<'a> = Update<'a, T>, Output = OptimizerState<T>> {}
+
+impl<T: Float, S> Optimizer<T> for S where S: for<'a> Stage<Input<'a> = Update<'a, T>, Output = OptimizerState<T>> {}
+
+/// Adam as PyTorch implements it (`_single_tensor_adam`, non-capturable):
+/// `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`,
+/// `p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε)`; with `weight_decay`, `g ← g + wd·p` first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adam<T> {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Denominator guard.
+    pub eps: f64,
+    /// L2 penalty added to the gradient (PyTorch's `weight_decay`, not AdamW's).
+    pub weight_decay: f64,
+    _float: std::marker::PhantomData<T>,
+}
+
+impl<T: Float> Adam<T> {
+    /// PyTorch's defaults at learning rate `lr`.
+    pub fn new(lr: f64) -> Self {
+        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, _float: std::marker::PhantomData }
+    }
+}
+
+/// Elements per parallel task: fixed, so results never depend on the thread count (each element's
+/// update is independent anyway; this only bounds scheduling overhead).
+const CHUNK: usize = 1 << 14;
+
+impl<T: Float> Stage for Adam<T> {
+    type Input<'a> = Update<'a, T>;
+    type Output = OptimizerState<T>;
+
+    fn name(&self) -> &str {
+        "adam"
+    }
+
+    fn prepare(&mut self, dims: &Dims, state: &mut OptimizerState<T>) -> Result<()> {
+        for (field, value, ok) in [
+            ("optimizer.lr", self.lr, self.lr > 0.0 && self.lr.is_finite()),
+            ("optimizer.beta1", self.beta1, (0.0..1.0).contains(&self.beta1)),
+            ("optimizer.beta2", self.beta2, (0.0..1.0).contains(&self.beta2)),
+            ("optimizer.eps", self.eps, self.eps > 0.0),
+            ("optimizer.weight_decay", self.weight_decay, self.weight_decay >= 0.0),
+        ] {
+            if !ok {
+                return Err(Error::config(field, format!("{value} is out of range")));
+            }
+        }
+        if state.m.as_slice().len() != dims.params || state.v.as_slice().len() != dims.params {
+            return Err(Error::shape("optimizer state", dims.params, state.m.as_slice().len()));
+        }
+        Ok(())
+    }
+
+    fn run(&self, up: Update<'_, T>, state: &mut OptimizerState<T>, cx: &Ctx) -> Result<()> {
+        let n = up.params.as_slice().len();
+        if up.grads.as_slice().len() != n || state.m.as_slice().len() != n {
+            return Err(Error::shape("adam arenas", n, (up.grads.as_slice().len(), state.m.as_slice().len())));
+        }
+        state.step += 1;
+        let t = state.step as i32;
+        let bias1 = 1.0 - self.beta1.powi(t);
+        let bias2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
+        let c = |x: f64| T::from_f64(x);
+        let (b1, b2, one) = (c(self.beta1), c(self.beta2), c(1.0));
+        let (step_size, inv_bias2_sqrt, eps, wd) = (c(self.lr / bias1), c(1.0 / bias2_sqrt), c(self.eps), c(self.weight_decay));
+        let kernel = |(((p, g), m), v): (((&mut [T], &[T]), &mut [T]), &mut [T])| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g + wd * *p;
+                *m = b1 * *m + (one - b1) * g;
+                *v = b2 * *v + (one - b2) * g * g;
+                let denom = v.sqrt() * inv_bias2_sqrt + eps;
+                *p -= step_size * *m / denom;
+            }
+        };
+        let chunks = up
+            .params
+            .as_mut_slice()
+            .chunks_mut(CHUNK)
+            .zip(up.grads.as_slice().chunks(CHUNK))
+            .zip(state.m.as_mut_slice().chunks_mut(CHUNK))
+            .zip(state.v.as_mut_slice().chunks_mut(CHUNK));
+        match cx.par {
+            Par::Seq => chunks.for_each(kernel),
+            Par::Rayon(_) => chunks.par_bridge().for_each(kernel),
+        }
+        Ok(())
+    }
+}
+
+/// The update box as a config-file table: `[optimizer] kind = "adam"  lr = 1e-3`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// [`Adam`].
+    Adam {
+        /// Learning rate (seed: 1e-3).
+        #[serde(default = "default_lr")]
+        lr: f64,
+        /// First-moment decay.
+        #[serde(default = "default_beta1")]
+        beta1: f64,
+        /// Second-moment decay.
+        #[serde(default = "default_beta2")]
+        beta2: f64,
+        /// Denominator guard.
+        #[serde(default = "default_eps")]
+        eps: f64,
+        /// L2 penalty (PyTorch `weight_decay`).
+        #[serde(default)]
+        weight_decay: f64,
+    },
+}
+
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Adam {
+            lr: default_lr(),
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl OptimizerConfig {
+    /// Builds the stage.
+    pub fn build<T: Float>(&self) -> OptimizerImpl<T> {
+        match *self {
+            OptimizerConfig::Adam { lr, beta1, beta2, eps, weight_decay } => {
+                OptimizerImpl::Adam(Adam { lr, beta1, beta2, eps, weight_decay, ..Adam::new(lr) })
+            }
+        }
+    }
+
+    /// Overrides the learning rate (the `--lr` flag).
+    pub fn set_lr(&mut self, value: f64) {
+        match self {
+            OptimizerConfig::Adam { lr, .. } => *lr = value,
+        }
+    }
+}
+
+/// Every built-in optimizer, chosen at run time; delegates to the variant.
+#[derive(Clone, Debug)]
+pub enum OptimizerImpl<T> {
+    /// [`Adam`].
+    Adam(Adam<T>),
+}
+
+impl<T: Float> Stage for OptimizerImpl<T> {
+    type Input<'a> = Update<'a, T>;
+    type Output = OptimizerState<T>;
+
+    fn name(&self) -> &str {
+        match self {
+            OptimizerImpl::Adam(s) => s.name(),
+        }
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut OptimizerState<T>) -> Result<()> {
+        match self {
+            OptimizerImpl::Adam(s) => s.prepare(dims, out),
+        }
+    }
+
+    fn run(&self, input: Update<'_, T>, out: &mut OptimizerState<T>, cx: &Ctx) -> Result<()> {
+        match self {
+            OptimizerImpl::Adam(s) => s.run(input, out, cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{ProptestConfig, prop, prop_assert, proptest};
+
+    fn arenas(p: &[f64], g: &[f64]) -> (Params<f64>, Grads<f64>, OptimizerState<f64>) {
+        let mut params = Params::new();
+        let id = params.declare("w", &[p.len()]).unwrap();
+        params.get_mut(id).copy_from_slice(p);
+        let mut grads = Grads::zeros_with_layout(params.layout());
+        grads.as_mut_slice().copy_from_slice(g);
+        let state = OptimizerState::new(params.layout());
+        (params, grads, state)
+    }
+
+    #[test]
+    fn matches_a_hand_computed_step() {
+        // Step 1 with g = 0.5, p = 1, lr = 0.1:
+        // m = 0.1 * 0.5 = 0.05; v = 0.001 * 0.25 = 0.00025;
+        // m̂ = 0.05 / 0.1 = 0.5; v̂ = 0.00025 / 0.001 = 0.25; p = 1 − 0.1 * 0.5 / (0.5 + 1e-8) = 0.9 + 2e-9.
+        // Step 2 with g = −1: m = 0.9*0.05 − 0.1 = −0.055; v = 0.999*0.00025 + 0.001 = 0.00124975;
+        // m̂ = −0.055 / 0.19; v̂ = 0.00124975 / (1 − 0.999²) = 0.00124975 / 0.001999.
+        let mut adam = Adam::new(0.1);
+        let (mut p, g, mut s) = arenas(&[1.0], &[0.5]);
+        let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 1 };
+        adam.prepare(&dims, &mut s).unwrap();
+        adam.run(Update { params: &mut p, grads: &g }, &mut s, &Ctx::seq()).unwrap();
+        let p1 = 1.0 - 0.1 * 0.5 / (0.5 + 1e-8);
+        assert!((p.as_slice()[0] - p1).abs() < 1e-15);
+        let g2 = arenas(&[0.0], &[-1.0]).1;
+        adam.run(Update { params: &mut p, grads: &g2 }, &mut s, &Ctx::seq()).unwrap();
+        let (m_hat, v_hat): (f64, f64) = (-0.055 / 0.19, 0.00124975 / 0.001999);
+        let p2 = p1 - 0.1 * m_hat / (v_hat.sqrt() + 1e-8);
+        assert!((p.as_slice()[0] - p2).abs() < 1e-12, "{} vs {p2}", p.as_slice()[0]);
+        assert_eq!(s.step, 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn first_step_moves_each_weight_by_about_lr_against_its_gradient(
+            p in prop::collection::vec(-3.0f64..3.0, 1..50),
+            g in prop::collection::vec(-3.0f64..3.0, 50),
+        ) {
+            let g = &g[..p.len()];
+            let (mut params, grads, mut state) = arenas(&p, g);
+            Adam::new(1e-3).run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
+            for ((new, old), g) in params.as_slice().iter().zip(&p).zip(g) {
+                prop_assert!(new.is_finite());
+                let expected = -1e-3 * g / (g.abs() + 1e-8);
+                prop_assert!((new - old - expected).abs() < 1e-12);
+            }
+        }
+
+        #[test]
+        fn parallel_equals_sequential(p in prop::collection::vec(-3.0f64..3.0, 40_000), seed in 0u64..100) {
+            let mut rng = stagewise_core::Rng::new(seed);
+            let g: Vec<f64> = (0..p.len()).map(|_| rng.normal()).collect();
+            let (mut pa, ga, mut sa) = arenas(&p, &g);
+            let (mut pb, gb, mut sb) = arenas(&p, &g);
+            let adam = Adam::new(1e-3);
+            for _ in 0..3 {
+                adam.run(Update { params: &mut pa, grads: &ga }, &mut sa, &Ctx::seq()).unwrap();
+                adam.run(Update { params: &mut pb, grads: &gb }, &mut sb, &Ctx { par: Par::rayon(2), ..Ctx::seq() }).unwrap();
+            }
+            prop_assert!(pa == pb && sa == sb);
+        }
+    }
+
+    #[test]
+    fn bad_hyperparameters_are_config_errors() {
+        let (_, _, mut s) = arenas(&[1.0], &[1.0]);
+        let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 1 };
+        let err = Adam::<f64>::new(-1.0).prepare(&dims, &mut s).unwrap_err().to_string();
+        assert!(err.contains("optimizer.lr"), "{err}");
+        let c: std::result::Result<OptimizerConfig, _> = serde_json::from_str(r#"{"kind":"adam","learning_rate":0.1}"#);
+        assert!(c.is_err());
+    }
+}
