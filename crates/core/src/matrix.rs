@@ -19,10 +19,41 @@ pub fn mat_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> MatMut<'_,
 }
 
 /// `dst = a·b` (`accumulate == false`) or `dst += a·b` (`true`), through faer.
+///
+/// Two things are done around faer's call, both measured:
+/// - A product whose output is a single row or column runs sequentially: faer splits such
+///   matrix–vector sums across threads, which changes the rounding with the thread count (and
+///   allocates scratch). Our results must be bit-identical at any thread count.
+/// - Afterwards the upper halves of the AVX registers are cleared (`vzeroupper`). faer's kernels
+///   leave them dirty; on Intel cores every later SSE-encoded instruction (our element-wise loops,
+///   libm's `exp`) then pays a merge penalty — 60× slower `exp` was measured on this machine.
 #[inline]
 pub fn gemm<T: Float>(dst: MatMut<'_, T>, accumulate: bool, a: MatRef<'_, T>, b: MatRef<'_, T>, par: Par) {
     let beta = if accumulate { Accum::Add } else { Accum::Replace };
+    let par = if dst.nrows() == 1 || dst.ncols() == 1 { Par::Seq } else { par };
     faer::linalg::matmul::matmul(dst, beta, a, b, T::from_f64(1.0), par);
+    clear_upper_vector_state();
+}
+
+/// Clears the upper halves of the AVX registers after foreign wide-vector code (see [`gemm`]).
+#[inline]
+pub fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        #[allow(unsafe_code)]
+        // SAFETY: AVX was detected just above, which is the only requirement of `vzeroupper`. It
+        // zeroes bits 128.. of the vector registers; no Rust value lives there between statements
+        // of code compiled without AVX, which is all of ours.
+        unsafe {
+            zeroupper()
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn zeroupper() {
+    std::arch::x86_64::_mm256_zeroupper();
 }
 
 /// A textbook triple loop, the algorithmic reference the faer path is tested against.

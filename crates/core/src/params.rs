@@ -83,7 +83,7 @@ impl ParamLayout {
         if self.find(name).is_some() {
             return Err(Error::config(name, "parameter declared twice"));
         }
-        if shape.iter().any(|&d| d == 0) {
+        if shape.contains(&0) {
             return Err(Error::config(name, format!("parameter shape {shape:?} has a zero dimension")));
         }
         let entry = ParamEntry { name: name.to_owned(), shape: shape.to_vec(), offset: self.total };

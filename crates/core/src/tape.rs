@@ -217,7 +217,8 @@ impl<T: Float> Tape<T> {
         }
     }
 
-    /// The parts a reverse sweep needs, borrowed disjointly.
+    /// The parts a reverse sweep needs, borrowed disjointly: ops, params, activations, grads.
+    #[allow(clippy::type_complexity)]
     pub fn sweep_parts(&mut self) -> (&[Box<dyn Op<T>>], &Params<T>, &mut Activations<T>, &mut Grads<T>) {
         (&self.ops, &self.params, &mut self.acts, &mut self.grads)
     }

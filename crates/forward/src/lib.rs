@@ -1,1 +1,158 @@
-//! placeholder
+//! The forward box of Stagewise: embedded vectors -> logits.
+//!
+//! ```text
+//! text -> tokenize -> vectorize -> embed -> [forward] -> loss -> backward -> update -> output
+//! ```
+//!
+//! # Overview
+//! The box is a [`Stage`] whose input and output are the model's [`Tape`]: `prepare` reads the
+//! embedding's output slot (`[T·B, E]`), declares this box's parameters and activation buffers,
+//! pushes its ops and leaves the logits slot (`[T·B, V]`) as the tape's output for the loss;
+//! `run` replays those ops. The backward stage later walks the same ops in reverse, so this crate
+//! never sees the backward stage and vice versa.
+//!
+//! - [`LstmOp`]: one LSTM layer over the whole window (PyTorch's `nn.LSTM` semantics, names and
+//!   layouts, gate order i, f, g, o), forward and VJP side by side, carrying `(h, c)` between
+//!   windows detached (truncated BPTT) through [`Op::end_window`](stagewise_core::Op::end_window).
+//! - [`LinearOp`]: the head `fc` (`y = x·Wᵀ + b`), one GEMM over every row.
+//! - [`LstmForward`]: the built-in stage (name `"lstm"`) composing the two.
+//! - [`Forward`]: the box's compile-time contract, for a user's own stage type.
+//! - [`ForwardConfig`] / [`ForwardImpl`]: the run-time face, chosen by a TOML table
+//!   `kind = "lstm"`, `hidden = 128`.
+//! - [`lstm_forward_naive`], [`lstm_cell_naive`], [`linear_forward_naive`]: plain-loop references
+//!   the fast kernels are tested against (llm.c keeps `matmul_forward_naive` beside the fast one).
+//!
+//! Data layout (fixed by `stagewise-core`): rows are time-major, row `t·B + b` is step `t` of
+//! stream `b`; weights are `(out, in)` row-major and enter faer GEMMs through free transposes.
+//! All matrix products go through [`stagewise_core::matrix::gemm`] into slots declared at
+//! prepare time; element-wise work is plain slice loops; `forward`/`vjp` allocate nothing.
+
+mod linear;
+mod lstm;
+mod stage;
+
+/// The parallelism for a product whose output is `m x n`: sequential when it is a vector.
+///
+/// faer sends vector-shaped products to matrix–vector kernels; the column-major one, once the
+/// matrix has 65 536 elements (e.g. `[B=1, 4H]×[4H, H]` at H = 128), splits the *reduction*
+/// across threads and allocates a scratch buffer per call, so its last bits would depend on the
+/// thread count and a warm step would allocate. A matrix–vector product is memory-bound anyway,
+/// so running it on one thread costs little and keeps `Par::Seq` ≡ `Par::rayon(n)` bit for bit.
+pub(crate) fn par_for(m: usize, n: usize, par: stagewise_core::Par) -> stagewise_core::Par {
+    if m == 1 || n == 1 { stagewise_core::Par::Seq } else { par }
+}
+
+pub use linear::{LinearOp, linear_forward_naive};
+pub use lstm::{
+    LSTM_PREFIX, LstmOp, LstmParams, LstmSlots, LstmWeights, lstm_cell_naive, lstm_forward_naive,
+};
+pub use stage::{FC_PREFIX, LstmForward};
+
+use stagewise_core::{Ctx, Dims, Error, Float, Result, Stage, Tape};
+
+/// The forward box's contract: a stage that reads nothing but the tape (the embedding's output
+/// slot, found with [`Tape::output`] at prepare time), appends its ops and leaves its logits slot
+/// as the tape's output.
+///
+/// Implement it (an empty `impl`) for your own [`Stage`] type to drop it into the pipeline in
+/// place of [`LstmForward`].
+pub trait Forward<T: Float>: for<'a> Stage<Input<'a> = (), Output = Tape<T>> {}
+
+/// The default hidden width, small enough to train on a laptop CPU in minutes.
+pub const DEFAULT_HIDDEN: usize = 128;
+
+fn default_hidden() -> usize {
+    DEFAULT_HIDDEN
+}
+
+/// The forward box as chosen in a config file, e.g.
+///
+/// ```toml
+/// kind = "lstm"
+/// hidden = 128
+/// ```
+///
+/// Tagged by `kind` and strict about unknown keys, so a typo is an error naming the key.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ForwardConfig {
+    /// One LSTM layer followed by a Linear head.
+    Lstm {
+        /// Hidden width H (default 128).
+        #[serde(default = "default_hidden")]
+        hidden: usize,
+    },
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig::Lstm { hidden: DEFAULT_HIDDEN }
+    }
+}
+
+impl ForwardConfig {
+    /// Checks values serde cannot (a zero width), naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            ForwardConfig::Lstm { hidden } => {
+                if hidden == 0 {
+                    return Err(Error::config("forward.hidden", "must be at least 1"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The hidden width the chosen model uses (the pipeline puts it into [`Dims::hidden`]).
+    pub fn hidden(&self) -> usize {
+        match *self {
+            ForwardConfig::Lstm { hidden } => hidden,
+        }
+    }
+}
+
+/// The run-time face of the box: one variant per built-in, delegating by `match`, built from a
+/// [`ForwardConfig`] and the run seed.
+#[derive(Debug)]
+pub enum ForwardImpl<T> {
+    /// [`LstmForward`].
+    Lstm(LstmForward<T>),
+}
+
+impl<T: Float> ForwardImpl<T> {
+    /// Builds the stage `config` names, drawing its parameters from `seed`'s streams.
+    pub fn from_config(config: &ForwardConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        match *config {
+            ForwardConfig::Lstm { hidden } => Ok(ForwardImpl::Lstm(LstmForward::new(hidden, seed)?)),
+        }
+    }
+}
+
+impl<T: Float> Stage for ForwardImpl<T> {
+    type Input<'a>
+        = ()
+    where
+        Self: 'a;
+    type Output = Tape<T>;
+
+    fn name(&self) -> &str {
+        match self {
+            ForwardImpl::Lstm(s) => s.name(),
+        }
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut Tape<T>) -> Result<()> {
+        match self {
+            ForwardImpl::Lstm(s) => s.prepare(dims, out),
+        }
+    }
+
+    fn run(&self, input: (), out: &mut Tape<T>, cx: &Ctx) -> Result<()> {
+        match self {
+            ForwardImpl::Lstm(s) => s.run(input, out, cx),
+        }
+    }
+}
+
+impl<T: Float> Forward<T> for ForwardImpl<T> {}

@@ -1,1 +1,25 @@
-//! placeholder
+//! Composes the Stagewise boxes into a training pipeline.
+//!
+//! `text -> tokenize -> vectorize -> embed -> forward -> loss -> backward -> update -> output`
+//!
+//! # Brief overview
+//! - [`config`]: the TOML run configuration, one table per box, strict about unknown keys.
+//! - [`data`]: corpus reading, the train/test split, batching into streams and BPTT windows, and
+//!   the unigram baseline.
+//! - [`model`]: [`Model`](model::Model), the cycle `embed -> forward -> loss -> backward -> update`,
+//!   generic over every box so your own type can replace any of them.
+//! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint).
+//! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
+//!
+//! The `stagewise` binary (`cargo xtask train`) is a thin command line over these.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod generate;
+pub mod model;
+pub mod parity;
+pub mod train;
+
+pub use config::Config;
+pub use model::Model;

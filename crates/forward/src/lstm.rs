@@ -1,0 +1,494 @@
+//! The LSTM layer as one coarse op over the whole window, with its naive reference beside it.
+//!
+//! Semantics are PyTorch's `nn.LSTM` (one layer, batch not first, gate order i, f, g, o):
+//!
+//! ```text
+//! a_t = x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh          [B, 4H]
+//! i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
+//! c_t = f ⊙ c_{t-1} + i ⊙ g;  h_t = o ⊙ tanh(c_t)
+//! ```
+//!
+//! The fast path does one GEMM `[T·B, E]×[E, 4H]` for every step's input projection, then per
+//! step one `[B, H]×[H, 4H]` GEMM and one fused element-wise pass. The backward pass runs the
+//! recurrence in reverse (one fused pass and one `[B, 4H]×[4H, H]` GEMM per step) and computes
+//! the weight gradients after the loop as large GEMMs over all steps.
+
+use crate::par_for;
+use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
+
+/// PyTorch's name prefix of the layer; parameter names and slot names start with it.
+pub const LSTM_PREFIX: &str = "lstm";
+
+/// The parameters of an LSTM layer borrowed as plain slices, PyTorch layout, for the naive
+/// reference functions (which must not depend on the tape, so they can check it).
+#[derive(Clone, Copy, Debug)]
+pub struct LstmWeights<'a, T> {
+    /// `weight_ih_l0`, shape `[4H, E]` row-major, gate blocks in order i, f, g, o.
+    pub w_ih: &'a [T],
+    /// `weight_hh_l0`, shape `[4H, H]` row-major.
+    pub w_hh: &'a [T],
+    /// `bias_ih_l0`, shape `[4H]`.
+    pub b_ih: &'a [T],
+    /// `bias_hh_l0`, shape `[4H]`.
+    pub b_hh: &'a [T],
+    /// Input width E.
+    pub embed: usize,
+    /// Hidden width H.
+    pub hidden: usize,
+}
+
+/// One LSTM step for one stream, in plain loops: the algorithmic reference for the fast kernel.
+///
+/// `x` is `[E]`, `h_prev`, `c_prev`, `h`, `c` are `[H]`. Writes `h_t` into `h` and `c_t` into `c`.
+#[allow(clippy::needless_range_loop)] // indexed loops read like the equations they check
+pub fn lstm_cell_naive<T: Float>(
+    w: LstmWeights<'_, T>,
+    x: &[T],
+    h_prev: &[T],
+    c_prev: &[T],
+    h: &mut [T],
+    c: &mut [T],
+) {
+    let (e, hd) = (w.embed, w.hidden);
+    let pre = |k: usize| {
+        let mut s = w.b_ih[k] + w.b_hh[k];
+        for p in 0..e {
+            s += w.w_ih[k * e + p] * x[p];
+        }
+        for p in 0..hd {
+            s += w.w_hh[k * hd + p] * h_prev[p];
+        }
+        s
+    };
+    for j in 0..hd {
+        let i = pre(j).sigmoid();
+        let f = pre(hd + j).sigmoid();
+        let g = pre(2 * hd + j).tanh();
+        let o = pre(3 * hd + j).sigmoid();
+        c[j] = f * c_prev[j] + i * g;
+        h[j] = o * c[j].tanh();
+    }
+}
+
+/// The whole window in plain loops: the reference [`LstmOp`]'s forward is tested against.
+///
+/// `x` is `[steps·B, E]` time-major (row `t·B + b` is step `t` of stream `b`; `steps` is
+/// `x.len() / (B·E)`); `h0`, `c0` are `[B, H]`; `h_out`, `c_out` are `[steps·B, H]` and receive
+/// every step's `h_t` and `c_t`. Allocates (it is a reference, not a kernel).
+pub fn lstm_forward_naive<T: Float>(
+    w: LstmWeights<'_, T>,
+    x: &[T],
+    h0: &[T],
+    c0: &[T],
+    batch: usize,
+    h_out: &mut [T],
+    c_out: &mut [T],
+) {
+    let (e, hd) = (w.embed, w.hidden);
+    let steps = x.len() / (batch * e);
+    let (mut h, mut c) = (vec![T::from_f64(0.0); hd], vec![T::from_f64(0.0); hd]);
+    for t in 0..steps {
+        for b in 0..batch {
+            let row = t * batch + b;
+            let (h_prev, c_prev) = if t == 0 {
+                (&h0[b * hd..(b + 1) * hd], &c0[b * hd..(b + 1) * hd])
+            } else {
+                let prev = row - batch;
+                (&h_out[prev * hd..(prev + 1) * hd], &c_out[prev * hd..(prev + 1) * hd])
+            };
+            lstm_cell_naive(w, &x[row * e..(row + 1) * e], h_prev, c_prev, &mut h, &mut c);
+            h_out[row * hd..(row + 1) * hd].copy_from_slice(&h);
+            c_out[row * hd..(row + 1) * hd].copy_from_slice(&c);
+        }
+    }
+}
+
+/// The [`ParamId`]s of an LSTM layer, so callers can read or overwrite its weights (e.g. load
+/// PyTorch's) without looking names up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmParams {
+    /// `lstm.weight_ih_l0`, `[4H, E]`.
+    pub w_ih: ParamId,
+    /// `lstm.weight_hh_l0`, `[4H, H]`.
+    pub w_hh: ParamId,
+    /// `lstm.bias_ih_l0`, `[4H]`.
+    pub b_ih: ParamId,
+    /// `lstm.bias_hh_l0`, `[4H]`.
+    pub b_hh: ParamId,
+}
+
+/// The activation buffers of an LSTM layer, declared once on the tape.
+///
+/// Public so tests, generation and diagnostics can reach the recurrent state and the saved
+/// intermediates without searching slots by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LstmSlots {
+    /// The input `x`, `[T·B, E]` (not owned by the layer; usually the embedding's output).
+    pub input: SlotId,
+    /// Gate activations after the non-linearities, `[T·B, 4H]`, blocks i, f, g, o (no grad).
+    pub gates: SlotId,
+    /// Cell states `c_t`, `[T·B, H]` (no grad).
+    pub c: SlotId,
+    /// `tanh(c_t)`, `[T·B, H]`, saved for the backward pass (no grad).
+    pub tanh_c: SlotId,
+    /// The output `h_t`, `[T·B, H]`, with grad.
+    pub h: SlotId,
+    /// Initial hidden state of the window, flat `[B, H]` (no grad: truncated BPTT).
+    pub h0: SlotId,
+    /// Initial cell state of the window, flat `[B, H]` (no grad).
+    pub c0: SlotId,
+    /// Backward scratch: gradients of the gate pre-activations, `[T·B, 4H]`.
+    pub dgates: SlotId,
+    /// Backward scratch: `dh_t` flowing back from step `t+1`, flat `[B, H]`.
+    pub dh_next: SlotId,
+    /// Backward scratch: `dc_t` flowing back from step `t+1`, flat `[B, H]`.
+    pub dc_next: SlotId,
+}
+
+/// One LSTM layer over a whole window, as one op of the tape.
+///
+/// Holds only sizes and handles; every buffer lives in the tape, so a cycle allocates nothing.
+#[derive(Clone, Debug)]
+pub struct LstmOp {
+    embed: usize,
+    hidden: usize,
+    batch: usize,
+    params: LstmParams,
+    slots: LstmSlots,
+}
+
+impl LstmOp {
+    /// Declares the layer on `tape`: PyTorch-named parameters initialised from
+    /// `Rng::stream(seed, "lstm")` (U(−1/√H, 1/√H) like `nn.LSTM.reset_parameters`, drawn in
+    /// PyTorch's parameter order), the output slot `lstm.h` and every intermediate the forward
+    /// and backward passes need. Returns the op; the caller pushes it.
+    ///
+    /// `input` must be a row slot (width E > 0). Fails on a zero `hidden` or a flat input.
+    pub fn declare<T: Float>(tape: &mut Tape<T>, input: SlotId, hidden: usize, seed: u64) -> Result<Self> {
+        let embed = tape.acts.slot(input).width;
+        if embed == 0 {
+            let name = tape.acts.slot(input).name.clone();
+            return Err(Error::shape(
+                format!("lstm input {name}"),
+                "a row slot of width E > 0",
+                "a flat slot",
+            ));
+        }
+        if hidden == 0 {
+            return Err(Error::config("hidden", "must be at least 1"));
+        }
+        let h4 = 4 * hidden;
+        let params = LstmParams {
+            w_ih: tape.params.declare("lstm.weight_ih_l0", &[h4, embed])?,
+            w_hh: tape.params.declare("lstm.weight_hh_l0", &[h4, hidden])?,
+            b_ih: tape.params.declare("lstm.bias_ih_l0", &[h4])?,
+            b_hh: tape.params.declare("lstm.bias_hh_l0", &[h4])?,
+        };
+        let mut rng = Rng::stream(seed, LSTM_PREFIX);
+        let bound = 1.0 / (hidden as f64).sqrt();
+        for id in [params.w_ih, params.w_hh, params.b_ih, params.b_hh] {
+            for v in tape.params.get_mut(id) {
+                *v = T::from_f64(rng.uniform_in(-bound, bound));
+            }
+        }
+        let batch = tape.acts.batch();
+        let acts = &mut tape.acts;
+        let slots = LstmSlots {
+            input,
+            gates: acts.declare_rows("lstm.gates", h4, false),
+            c: acts.declare_rows("lstm.c", hidden, false),
+            tanh_c: acts.declare_rows("lstm.tanh_c", hidden, false),
+            h: acts.declare_rows("lstm.h", hidden, true),
+            h0: acts.declare_flat("lstm.h0", batch * hidden, false),
+            c0: acts.declare_flat("lstm.c0", batch * hidden, false),
+            dgates: acts.declare_rows("lstm.dgates", h4, false),
+            dh_next: acts.declare_flat("lstm.dh_next", batch * hidden, false),
+            dc_next: acts.declare_flat("lstm.dc_next", batch * hidden, false),
+        };
+        Ok(LstmOp { embed, hidden, batch, params, slots })
+    }
+
+    /// The output slot `h`, `[T·B, H]`.
+    pub fn output(&self) -> SlotId {
+        self.slots.h
+    }
+
+    /// Every slot of the layer.
+    pub fn slots(&self) -> LstmSlots {
+        self.slots
+    }
+
+    /// The layer's parameter handles.
+    pub fn params(&self) -> LstmParams {
+        self.params
+    }
+
+    /// Hidden width H.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Input width E.
+    pub fn embed(&self) -> usize {
+        self.embed
+    }
+
+    /// The weights as plain slices, for the naive reference.
+    pub fn weights<'a, T: Float>(&self, params: &'a Params<T>) -> LstmWeights<'a, T> {
+        LstmWeights {
+            w_ih: params.get(self.params.w_ih),
+            w_hh: params.get(self.params.w_hh),
+            b_ih: params.get(self.params.b_ih),
+            b_hh: params.get(self.params.b_hh),
+            embed: self.embed,
+            hidden: self.hidden,
+        }
+    }
+}
+
+/// `(prev, cur)`: the previous step's `[B, H]` block (`init` at step 0) and this step's block,
+/// writable, of a `[T·B, H]` buffer whose blocks are `len = B·H` long.
+fn prev_and_cur<'a, T>(all: &'a mut [T], init: &'a [T], t: usize, len: usize) -> (&'a [T], &'a mut [T]) {
+    let (before, after) = all.split_at_mut(t * len);
+    let prev = if t == 0 { init } else { &before[(t - 1) * len..] };
+    (prev, &mut after[..len])
+}
+
+/// The fused element-wise pass of one forward step over `B` rows.
+///
+/// `g` `[B, 4H]` holds the pre-activations without biases on entry and the activated gates
+/// (i, f, g, o) on exit; `c_prev` `[B, H]`; writes `c`, `tanh_c`, `h` `[B, H]`.
+#[allow(clippy::too_many_arguments)]
+fn forward_pointwise<T: Float>(
+    g: &mut [T],
+    b_ih: &[T],
+    b_hh: &[T],
+    c_prev: &[T],
+    c: &mut [T],
+    tanh_c: &mut [T],
+    h: &mut [T],
+    hd: usize,
+) {
+    let h4 = 4 * hd;
+    let rows = c.len() / hd;
+    for b in 0..rows {
+        let gr = &mut g[b * h4..(b + 1) * h4];
+        let (gi, rest) = gr.split_at_mut(hd);
+        let (gf, rest) = rest.split_at_mut(hd);
+        let (gg, go) = rest.split_at_mut(hd);
+        let r = b * hd..(b + 1) * hd;
+        let (cp, ct, tc, ht) = (&c_prev[r.clone()], &mut c[r.clone()], &mut tanh_c[r.clone()], &mut h[r]);
+        for j in 0..hd {
+            let i = (gi[j] + b_ih[j] + b_hh[j]).sigmoid();
+            let f = (gf[j] + b_ih[hd + j] + b_hh[hd + j]).sigmoid();
+            let gv = (gg[j] + b_ih[2 * hd + j] + b_hh[2 * hd + j]).tanh();
+            let o = (go[j] + b_ih[3 * hd + j] + b_hh[3 * hd + j]).sigmoid();
+            let cv = f * cp[j] + i * gv;
+            let tcv = cv.tanh();
+            (gi[j], gf[j], gg[j], go[j]) = (i, f, gv, o);
+            ct[j] = cv;
+            tc[j] = tcv;
+            ht[j] = o * tcv;
+        }
+    }
+}
+
+/// The fused element-wise pass of one backward step over `B` rows.
+///
+/// Reads the activated gates `g` `[B, 4H]`, `tanh_c` and `c_prev` `[B, H]`, the output gradient
+/// `dh_out` and the recurrent gradient `dh_next` `[B, H]`; writes the pre-activation gradients
+/// `dg` `[B, 4H]` and replaces `dc` (`dc_t` from step `t+1` on entry) by `dc_{t-1}`'s share.
+#[allow(clippy::too_many_arguments)]
+fn backward_pointwise<T: Float>(
+    g: &[T],
+    tanh_c: &[T],
+    c_prev: &[T],
+    dh_out: &[T],
+    dh_next: &[T],
+    dc: &mut [T],
+    dg: &mut [T],
+    hd: usize,
+) {
+    let one = T::from_f64(1.0);
+    let h4 = 4 * hd;
+    let rows = dc.len() / hd;
+    for b in 0..rows {
+        let gr = &g[b * h4..(b + 1) * h4];
+        let (gi, gf, gg, go) = (&gr[..hd], &gr[hd..2 * hd], &gr[2 * hd..3 * hd], &gr[3 * hd..]);
+        let dr = &mut dg[b * h4..(b + 1) * h4];
+        let (di, rest) = dr.split_at_mut(hd);
+        let (df, rest) = rest.split_at_mut(hd);
+        let (dgg, do_) = rest.split_at_mut(hd);
+        let r = b * hd..(b + 1) * hd;
+        let (tc, cp, dho, dhn, dcr) =
+            (&tanh_c[r.clone()], &c_prev[r.clone()], &dh_out[r.clone()], &dh_next[r.clone()], &mut dc[r]);
+        for j in 0..hd {
+            let (i, f, gv, o) = (gi[j], gf[j], gg[j], go[j]);
+            let dh = dho[j] + dhn[j];
+            let dcv = dcr[j] + dh * o * (one - tc[j] * tc[j]);
+            di[j] = dcv * gv * i * (one - i);
+            df[j] = dcv * cp[j] * f * (one - f);
+            dgg[j] = dcv * i * (one - gv * gv);
+            do_[j] = dh * tc[j] * o * (one - o);
+            dcr[j] = dcv * f;
+        }
+    }
+}
+
+/// Adds the column sums of the first `rows` rows of `m` (`[rows, cols]`) to `acc`, in row order
+/// so the result is the same at any thread count.
+fn add_column_sums<T: Float>(acc: &mut [T], m: &[T], rows: usize) {
+    let cols = acc.len();
+    for row in m[..rows * cols].chunks_exact(cols) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+}
+
+impl<T: Float> Op<T> for LstmOp {
+    fn name(&self) -> &str {
+        LSTM_PREFIX
+    }
+
+    /// Reads `input` `[T·B, E]`, `h0`, `c0` `[B, H]`; writes `gates` (activated), `c`, `tanh_c`
+    /// and `h` `[T·B, ·]` for the current window. `h0` and `c0` are only read.
+    fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
+        let (e, hd, bsz) = (self.embed, self.hidden, self.batch);
+        let h4 = 4 * hd;
+        let steps = acts.steps();
+        let n = steps * bsz;
+        let len = bsz * hd;
+        let s = &self.slots;
+        let [x, gates, c, tanh_c, h, h0, c0] =
+            acts.slots_mut([s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0]);
+        let (w_ih, w_hh) = (params.get(self.params.w_ih), params.get(self.params.w_hh));
+        let (b_ih, b_hh) = (params.get(self.params.b_ih), params.get(self.params.b_hh));
+
+        // Every step's input projection in one GEMM: gates = X·W_ihᵀ  ([T·B, E]×[E, 4H]).
+        gemm(
+            mat_mut(&mut gates.value, n, h4),
+            false,
+            mat(&x.value, n, e),
+            mat(w_ih, h4, e).transpose(),
+            par_for(n, h4, par),
+        );
+
+        for t in 0..steps {
+            let g_t = &mut gates.value[t * bsz * h4..(t + 1) * bsz * h4];
+            let (h_prev, h_t) = prev_and_cur(&mut h.value, &h0.value, t, len);
+            // Recurrent projection: gates_t += h_{t-1}·W_hhᵀ  ([B, H]×[H, 4H]).
+            gemm(
+                mat_mut(g_t, bsz, h4),
+                true,
+                mat(h_prev, bsz, hd),
+                mat(w_hh, h4, hd).transpose(),
+                par_for(bsz, h4, par),
+            );
+            let (c_prev, c_t) = prev_and_cur(&mut c.value, &c0.value, t, len);
+            let tc_t = &mut tanh_c.value[t * len..(t + 1) * len];
+            forward_pointwise(g_t, b_ih, b_hh, c_prev, c_t, tc_t, h_t, hd);
+        }
+    }
+
+    /// Reads `h.grad` `[T·B, H]` and the intermediates saved by `forward`; accumulates into the
+    /// four parameter gradients and overwrites `input.grad` `[T·B, E]` (skipped if the input has
+    /// no gradient buffer). Nothing flows into `h0`/`c0` (truncated BPTT).
+    fn vjp(&self, params: &Params<T>, acts: &mut Activations<T>, grads: &mut Grads<T>, par: Par) {
+        let (e, hd, bsz) = (self.embed, self.hidden, self.batch);
+        let h4 = 4 * hd;
+        let steps = acts.steps();
+        let n = steps * bsz;
+        let len = bsz * hd;
+        let s = &self.slots;
+        let [x, gates, c, tanh_c, h, h0, c0, dgates, dh_next, dc_next] = acts
+            .slots_mut([s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0, s.dgates, s.dh_next, s.dc_next]);
+        let w_hh = params.get(self.params.w_hh);
+        let dgates = &mut dgates.value;
+        let (dh_next, dc_next) = (&mut dh_next.value[..len], &mut dc_next.value[..len]);
+        dh_next.fill(T::from_f64(0.0));
+        dc_next.fill(T::from_f64(0.0));
+
+        // Reverse recurrence: one fused pass and one [B, 4H]×[4H, H] GEMM per step.
+        for t in (0..steps).rev() {
+            let rows4 = t * bsz * h4..(t + 1) * bsz * h4;
+            let rows = t * len..(t + 1) * len;
+            let c_prev = if t == 0 { &c0.value[..len] } else { &c.value[(t - 1) * len..t * len] };
+            backward_pointwise(
+                &gates.value[rows4.clone()],
+                &tanh_c.value[rows.clone()],
+                c_prev,
+                &h.grad[rows],
+                dh_next,
+                dc_next,
+                &mut dgates[rows4.clone()],
+                hd,
+            );
+            if t > 0 {
+                // dh_{t-1} from the recurrence: dGates_t·W_hh  ([B, 4H]×[4H, H]).
+                gemm(
+                    mat_mut(dh_next, bsz, hd),
+                    false,
+                    mat(&dgates[rows4], bsz, h4),
+                    mat(w_hh, h4, hd),
+                    par_for(bsz, hd, par),
+                );
+            }
+        }
+
+        // Weight gradients as large GEMMs over every step of the window.
+        let dg_all = mat(dgates, n, h4);
+        gemm(
+            mat_mut(grads.get_mut(self.params.w_ih), h4, e),
+            true,
+            dg_all.transpose(),
+            mat(&x.value, n, e),
+            par_for(h4, e, par),
+        );
+        let g_whh = grads.get_mut(self.params.w_hh);
+        gemm(
+            mat_mut(g_whh, h4, hd),
+            true,
+            mat(dgates, bsz, h4).transpose(),
+            mat(&h0.value, bsz, hd),
+            par_for(h4, hd, par),
+        );
+        if steps > 1 {
+            let m = (steps - 1) * bsz;
+            gemm(
+                mat_mut(g_whh, h4, hd),
+                true,
+                mat(&dgates[bsz * h4..], m, h4).transpose(),
+                mat(&h.value, m, hd),
+                par_for(h4, hd, par),
+            );
+        }
+        add_column_sums(grads.get_mut(self.params.b_ih), dgates, n);
+        add_column_sums(grads.get_mut(self.params.b_hh), dgates, n);
+
+        // Input gradient: dX = dGates·W_ih  ([T·B, 4H]×[4H, E]), overwriting.
+        if !x.grad.is_empty() {
+            let w_ih = params.get(self.params.w_ih);
+            gemm(mat_mut(&mut x.grad, n, e), false, dg_all, mat(w_ih, h4, e), par_for(n, e, par));
+        }
+    }
+
+    /// Copies the last step's `h` and `c` of the window into `h0`, `c0`: the next window starts
+    /// where this one ended, with no gradient path back (truncated BPTT).
+    fn end_window(&self, acts: &mut Activations<T>) {
+        let len = self.batch * self.hidden;
+        let last = (acts.steps() - 1) * len..acts.steps() * len;
+        let s = &self.slots;
+        let [h, c, h0, c0] = acts.slots_mut([s.h, s.c, s.h0, s.c0]);
+        h0.value[..len].copy_from_slice(&h.value[last.clone()]);
+        c0.value[..len].copy_from_slice(&c.value[last]);
+    }
+
+    /// Zeroes `h0` and `c0`, as PyTorch does when no state is passed.
+    fn reset_state(&self, acts: &mut Activations<T>) {
+        let zero = T::from_f64(0.0);
+        acts.slot_mut(self.slots.h0).value.fill(zero);
+        acts.slot_mut(self.slots.c0).value.fill(zero);
+    }
+}

@@ -1,0 +1,127 @@
+//! The built-in forward stage: LSTM followed by the Linear head.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use stagewise_core::{Ctx, Dims, Error, Float, Result, SlotId, Stage, Tape};
+
+use crate::{Forward, LinearOp, LstmOp, LstmSlots};
+
+/// Name prefix of the Linear head's parameters (`fc.weight`, `fc.bias`) and its RNG stream.
+pub const FC_PREFIX: &str = "fc";
+
+/// What `prepare` fixed: the schedule positions and the handles callers may need.
+#[derive(Clone, Copy, Debug)]
+struct Prepared {
+    ops: (usize, usize),
+    lstm: LstmSlots,
+    logits: SlotId,
+}
+
+/// The forward box "lstm": embedded vectors `[T·B, E]` -> LSTM `[T·B, H]` -> Linear -> logits
+/// `[T·B, V]`.
+///
+/// Built from a hidden width and the run seed; `prepare` declares and initialises the parameters
+/// (so a prepared stage is never half-initialised) and pushes the two ops onto the tape; `run`
+/// replays them. The input is the tape itself: `prepare` reads the previous stage's output slot
+/// from [`Tape::output`] and leaves the logits slot there for the loss.
+#[derive(Debug)]
+pub struct LstmForward<T> {
+    hidden: usize,
+    seed: u64,
+    prepared: Option<Prepared>,
+    _float: PhantomData<fn() -> T>,
+}
+
+impl<T: Float> LstmForward<T> {
+    /// A stage with hidden width `hidden` whose parameters will be drawn from the `"lstm"` and
+    /// `"fc"` streams of run seed `seed`. Fails on `hidden == 0`.
+    pub fn new(hidden: usize, seed: u64) -> Result<Self> {
+        if hidden == 0 {
+            return Err(Error::config("forward.hidden", "must be at least 1"));
+        }
+        Ok(LstmForward { hidden, seed, prepared: None, _float: PhantomData })
+    }
+
+    /// Hidden width H.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// The LSTM's slots (state `h0`/`c0`, output `h`, ...), once prepared.
+    pub fn lstm_slots(&self) -> Option<LstmSlots> {
+        self.prepared.map(|p| p.lstm)
+    }
+
+    /// The logits slot `[T·B, V]`, once prepared.
+    pub fn logits(&self) -> Option<SlotId> {
+        self.prepared.map(|p| p.logits)
+    }
+
+    /// Positions of this stage's ops in the tape's schedule, once prepared.
+    pub fn op_range(&self) -> Option<Range<usize>> {
+        self.prepared.map(|p| p.ops.0..p.ops.1)
+    }
+}
+
+impl<T: Float> Stage for LstmForward<T> {
+    type Input<'a>
+        = ()
+    where
+        Self: 'a;
+    type Output = Tape<T>;
+
+    fn name(&self) -> &str {
+        "lstm"
+    }
+
+    /// Reads the embedding's output slot from `tape.output()` (width `dims.embed`), declares the
+    /// LSTM and `fc` parameters and slots, pushes both ops and sets the logits slot (width
+    /// `dims.vocab`) as the tape's output.
+    ///
+    /// Fails (without touching the tape) if no stage has set an output slot, if that slot is not
+    /// `dims.embed` wide, if `dims.hidden` differs from this stage's width (one source of truth
+    /// for H), or if the tape was built for another `dims.batch` / `dims.seq_len`; and, touching
+    /// it, if called twice (the parameter names would clash).
+    fn prepare(&mut self, dims: &Dims, tape: &mut Tape<T>) -> Result<()> {
+        if self.prepared.is_some() {
+            return Err(Error::config("forward", "stage \"lstm\" prepared twice"));
+        }
+        let input = tape.output().ok_or_else(|| {
+            Error::shape("forward input (tape output)", "a slot written by the embedding stage", "none")
+        })?;
+        let width = tape.acts.slot(input).width;
+        if width != dims.embed {
+            let name = tape.acts.slot(input).name.clone();
+            return Err(Error::shape(format!("forward input {name} width"), dims.embed, width));
+        }
+        if dims.hidden != self.hidden {
+            return Err(Error::shape("dims.hidden (forward.hidden)", self.hidden, dims.hidden));
+        }
+        if tape.acts.batch() != dims.batch || tape.acts.max_steps() != dims.seq_len {
+            return Err(Error::shape(
+                "tape (batch, max steps)",
+                (dims.batch, dims.seq_len),
+                (tape.acts.batch(), tape.acts.max_steps()),
+            ));
+        }
+        let lstm = LstmOp::declare(tape, input, self.hidden, self.seed)?;
+        let fc = LinearOp::declare(tape, FC_PREFIX, lstm.output(), dims.vocab, self.seed)?;
+        let lstm_slots = lstm.slots();
+        let logits = fc.output();
+        let first = tape.push(Box::new(lstm));
+        let last = tape.push(Box::new(fc));
+        tape.set_output(logits);
+        self.prepared = Some(Prepared { ops: (first, last + 1), lstm: lstm_slots, logits });
+        Ok(())
+    }
+
+    /// Runs the LSTM and the head over the current window (`tape.acts.steps()` steps).
+    fn run(&self, _input: (), tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
+        let p = self.prepared.ok_or_else(|| Error::config("forward", "stage \"lstm\" run before prepare"))?;
+        tape.forward_range(p.ops.0..p.ops.1, cx.par);
+        Ok(())
+    }
+}
+
+impl<T: Float> Forward<T> for LstmForward<T> {}

@@ -1,0 +1,135 @@
+//! The forward box as a `Stage`: prepare's checks, the schedule it builds, the config faces.
+
+use stagewise_core::{Ctx, Dims, Error, Par, Rng, Stage, Tape};
+use stagewise_forward::{DEFAULT_HIDDEN, Forward, ForwardConfig, ForwardImpl, LstmForward};
+
+fn dims(vocab: usize, embed: usize, hidden: usize, batch: usize, seq_len: usize) -> Dims {
+    Dims { vocab, embed, hidden, batch, seq_len, params: 0 }
+}
+
+/// A tape with a stand-in for the embedding's output (`[T·B, E]`, with grad) as its output.
+fn tape_with_input(d: &Dims, seed: u64) -> Tape<f64> {
+    let mut tape = Tape::new(d.batch, d.seq_len);
+    let x = tape.acts.declare_rows("embedding.out", d.embed, true);
+    let mut rng = Rng::new(seed);
+    for v in &mut tape.acts.slot_mut(x).value {
+        *v = rng.normal();
+    }
+    tape.set_output(x);
+    tape
+}
+
+/// Any `Forward` implementation can be driven generically: this is how the pipeline sees it.
+fn prepare_and_run<S: Forward<f64>>(stage: &mut S, d: &Dims, tape: &mut Tape<f64>) -> Vec<f64> {
+    stage.prepare(d, tape).expect("prepare");
+    tape.finish();
+    stage.run((), tape, &Ctx::seq()).expect("run");
+    let out = tape.output().expect("logits slot");
+    tape.acts.slot(out).value.clone()
+}
+
+#[test]
+fn prepare_builds_the_schedule_and_sets_the_logits_slot() {
+    let d = dims(11, 4, 6, 3, 5);
+    let mut tape = tape_with_input(&d, 1);
+    let mut stage = LstmForward::<f64>::new(6, 7).unwrap();
+    assert_eq!(stage.name(), "lstm");
+    let logits = prepare_and_run(&mut stage, &d, &mut tape);
+    let out = tape.output().unwrap();
+    assert_eq!(Some(out), stage.logits());
+    let slot = tape.acts.slot(out);
+    assert_eq!(slot.width, d.vocab);
+    assert_eq!(slot.grad.len(), slot.value.len(), "logits need a gradient buffer for the loss");
+    assert_eq!(stage.op_range(), Some(0..2));
+    assert_eq!(tape.ops().iter().map(|op| op.name()).collect::<Vec<_>>(), ["lstm", "fc"]);
+    let names: Vec<_> = tape.params.layout().entries().iter().map(|e| e.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            "lstm.weight_ih_l0",
+            "lstm.weight_hh_l0",
+            "lstm.bias_ih_l0",
+            "lstm.bias_hh_l0",
+            "fc.weight",
+            "fc.bias"
+        ]
+    );
+    assert!(logits.iter().all(|x| x.is_finite()) && logits.iter().any(|&x| x != 0.0));
+
+    // Running again (same window, same state) reproduces the logits; a shorter window works.
+    stage.run((), &mut tape, &Ctx::seq()).unwrap();
+    assert_eq!(tape.acts.slot(out).value, logits);
+    tape.set_steps(2).unwrap();
+    stage.run((), &mut tape, &Ctx { par: Par::rayon(2), ..Ctx::seq() }).unwrap();
+    let short = &tape.acts.slot(out).value[..2 * 3 * 11];
+    assert!(short.iter().zip(&logits).all(|(a, b)| (a - b).abs() < 1e-12));
+}
+
+#[test]
+fn config_face_matches_the_type_face() {
+    let d = dims(9, 3, 5, 2, 4);
+    let cfg = ForwardConfig::Lstm { hidden: 5 };
+    let mut by_config = ForwardImpl::<f64>::from_config(&cfg, 21).unwrap();
+    assert_eq!(by_config.name(), "lstm");
+    let mut by_type = LstmForward::<f64>::new(5, 21).unwrap();
+    let a = prepare_and_run(&mut by_config, &d, &mut tape_with_input(&d, 2));
+    let b = prepare_and_run(&mut by_type, &d, &mut tape_with_input(&d, 2));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn prepare_rejects_bad_wiring() {
+    let d = dims(9, 3, 5, 2, 4);
+    let prepare = |tape: &mut Tape<f64>, d: &Dims| LstmForward::<f64>::new(5, 0).unwrap().prepare(d, tape);
+
+    // Nothing upstream wrote an output slot.
+    let err = prepare(&mut Tape::new(2, 4), &d).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+
+    // The upstream slot is not E wide.
+    let err = prepare(&mut tape_with_input(&dims(9, 4, 5, 2, 4), 0), &d).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }) && err.to_string().contains("embedding.out"), "{err}");
+
+    // Dims disagree with the stage's own hidden width, or with the tape's sizes.
+    let err = prepare(&mut tape_with_input(&dims(9, 3, 6, 2, 4), 0), &dims(9, 3, 6, 2, 4)).unwrap_err();
+    assert!(err.to_string().contains("hidden"), "{err}");
+    let err = prepare(&mut tape_with_input(&dims(9, 3, 5, 3, 4), 0), &d).unwrap_err();
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
+
+    // Running before preparing is an error, not a silent no-op.
+    let stage = LstmForward::<f64>::new(5, 0).unwrap();
+    assert!(stage.run((), &mut tape_with_input(&d, 0), &Ctx::seq()).is_err());
+
+    // Preparing twice would declare the parameters twice.
+    let mut stage = LstmForward::<f64>::new(5, 0).unwrap();
+    let mut tape = tape_with_input(&d, 0);
+    stage.prepare(&d, &mut tape).unwrap();
+    assert!(stage.prepare(&d, &mut tape).is_err());
+}
+
+#[test]
+fn zero_hidden_is_a_config_error_naming_the_field() {
+    for err in [
+        LstmForward::<f32>::new(0, 0).unwrap_err(),
+        ForwardImpl::<f32>::from_config(&ForwardConfig::Lstm { hidden: 0 }, 0).unwrap_err(),
+        ForwardConfig::Lstm { hidden: 0 }.validate().unwrap_err(),
+    ] {
+        assert!(matches!(&err, Error::Config { field, .. } if field == "forward.hidden"), "{err}");
+    }
+}
+
+#[test]
+fn config_parses_from_toml() {
+    let cfg: ForwardConfig = toml::from_str("kind = \"lstm\"").unwrap();
+    assert_eq!(cfg, ForwardConfig::Lstm { hidden: DEFAULT_HIDDEN });
+    assert_eq!(cfg, ForwardConfig::default());
+    let cfg: ForwardConfig = toml::from_str("kind = \"lstm\"\nhidden = 64").unwrap();
+    assert_eq!(cfg.hidden(), 64);
+    assert_eq!(toml::from_str::<ForwardConfig>(&toml::to_string(&cfg).unwrap()).unwrap(), cfg);
+
+    let err = toml::from_str::<ForwardConfig>("kind = \"lstm\"\nhiden = 64").unwrap_err().to_string();
+    assert!(err.contains("hiden"), "{err}");
+    let err = toml::from_str::<ForwardConfig>("kind = \"gru\"").unwrap_err().to_string();
+    assert!(err.contains("gru"), "{err}");
+    assert!(toml::from_str::<ForwardConfig>("hidden = 64").is_err(), "kind is required");
+}

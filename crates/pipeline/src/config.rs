@@ -1,0 +1,202 @@
+//! The run configuration: one TOML file, one table per box, strict about unknown keys.
+//!
+//! Every field has the seed configuration's value as its default, so an empty file (or no file)
+//! trains the seed model; `configs/seed.toml` spells every default out.
+
+use serde::{Deserialize, Serialize};
+use stagewise_backward::BackwardConfig;
+use stagewise_core::{Error, Result};
+use stagewise_embedding::EmbeddingConfig;
+use stagewise_forward::ForwardConfig;
+use stagewise_loss::LossConfig;
+use stagewise_optimizer::OptimizerConfig;
+use stagewise_tokenizer::TokenizerConfig;
+use stagewise_vectorizer::VectorizerConfig;
+use std::path::{Path, PathBuf};
+
+/// Where the text comes from and how it is split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// The UTF-8 corpus, relative to the working directory.
+    pub path: PathBuf,
+    /// Fraction of the token stream, taken from the end, held out as the test split.
+    pub test_fraction: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { path: PathBuf::from("data/shakespeare.txt"), test_fraction: 0.1 }
+    }
+}
+
+/// How the training loop runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Parallel streams B (pytorch/examples' `batch_size`).
+    pub batch: usize,
+    /// Window length T of truncated back-propagation through time (pytorch/examples' `bptt`).
+    pub bptt: usize,
+    /// Run seed: every random number (initialisation) derives from it.
+    pub seed: u64,
+    /// Worker threads; 0 means every available core.
+    pub threads: usize,
+    /// Stop an epoch after this many windows (0 = the whole split); for quick experiments.
+    pub max_windows: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: 1, batch: 32, bptt: 64, seed: 0, threads: 0, max_windows: 0 }
+    }
+}
+
+/// What to print after training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Text fed to the model before it continues.
+    pub prompt: String,
+    /// Tokens to continue with (greedy arg-max).
+    pub tokens: usize,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig { prompt: "to be or not to be".into(), tokens: 30 }
+    }
+}
+
+/// The whole run: data, loop, and one table per flowchart box.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[data]`.
+    pub data: DataConfig,
+    /// `[train]`.
+    pub train: TrainConfig,
+    /// `[tokenizer]`: text -> tokens.
+    pub tokenizer: TokenizerConfig,
+    /// `[vectorizer]`: tokens -> ids.
+    pub vectorizer: VectorizerConfig,
+    /// `[embedding]`: ids -> vectors.
+    pub embedding: EmbeddingConfig,
+    /// `[forward]`: vectors -> logits.
+    pub forward: ForwardConfig,
+    /// `[loss]`: logits -> loss and dlogits.
+    pub loss: LossConfig,
+    /// `[backward]`: dlogits -> parameter gradients.
+    pub backward: BackwardConfig,
+    /// `[optimizer]`: gradients -> updated parameters.
+    pub optimizer: OptimizerConfig,
+    /// `[generate]`: the continuation printed after training.
+    pub generate: GenerateConfig,
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let place = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("{origin}:{line}")
+                }
+                None => origin.to_owned(),
+            };
+            Error::config(place, msg)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The config as TOML (stored in checkpoints, so a checkpoint says how it was made).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# config could not be serialised: {e}\n"))
+    }
+
+    /// Checks the values serde cannot: sizes that must be positive, fractions in range.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("train.epochs", self.train.epochs),
+            ("train.batch", self.train.batch),
+            ("train.bptt", self.train.bptt),
+            ("embedding.dim", self.embedding.dim()),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
+            return Err(Error::config(
+                "data.test_fraction",
+                format!("{} is not strictly between 0 and 1", self.data.test_fraction),
+            ));
+        }
+        self.forward.validate()?;
+        self.vectorizer.validate()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_seed_configuration() {
+        let c = Config::from_toml("", "t.toml").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!((c.train.batch, c.train.bptt, c.embedding.dim(), c.forward.hidden()), (32, 64, 100, 128));
+    }
+
+    #[test]
+    fn shipped_seed_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/seed.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = Config::default();
+        assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::from_toml("[train]\nepochs = 2\nbatchsize = 4\n", "my.toml").unwrap_err().to_string();
+        assert!(err.contains("batchsize") && err.contains("my.toml:3"), "{err}");
+    }
+
+    #[test]
+    fn unknown_stage_kind_is_named() {
+        let err = Config::from_toml("[forward]\nkind = \"gru\"\n", "my.toml").unwrap_err().to_string();
+        assert!(err.contains("gru") && err.contains("my.toml:"), "{err}");
+    }
+
+    #[test]
+    fn zero_sizes_are_rejected_with_the_field() {
+        for (text, field) in [
+            ("[train]\nbatch = 0\n", "train.batch"),
+            ("[train]\nbptt = 0\n", "train.bptt"),
+            ("[forward]\nkind = \"lstm\"\nhidden = 0\n", "forward.hidden"),
+            ("[embedding]\nkind = \"table\"\ndim = 0\n", "embedding.dim"),
+            ("[data]\ntest_fraction = 1.5\n", "data.test_fraction"),
+        ] {
+            let err = Config::from_toml(text, "c.toml").unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+    }
+}

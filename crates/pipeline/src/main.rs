@@ -1,0 +1,178 @@
+//! `stagewise`: train a language model, check it against PyTorch, generate text.
+//!
+//! Usually run through `cargo xtask train|parity|generate ...`, which builds it in release mode.
+
+use clap::{Parser, Subcommand};
+use stagewise_core::{Error, Params, Result};
+use stagewise_pipeline::checkpoint::Checkpoint;
+use stagewise_pipeline::config::Config;
+use stagewise_pipeline::generate::greedy_continuation;
+use stagewise_pipeline::parity::run_parity;
+use stagewise_pipeline::train::{Console, MetricsFile, Observer, train};
+use stagewise_vectorizer::VectorizerImpl;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "stagewise", version, about = "Train a word-level LSTM language model on the CPU, box by box.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train end to end (defaults: the seed configuration on data/shakespeare.txt).
+    Train(TrainArgs),
+    /// Compare one forward/backward (and Adam steps) with a PyTorch reference file.
+    Parity(ParityArgs),
+    /// Continue a prompt greedily with a trained checkpoint.
+    Generate(GenerateArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// A TOML config (see configs/seed.toml); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Epochs to train.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// The UTF-8 corpus.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Directory for metrics.jsonl, vocab.json and model.ckpt.
+    #[arg(long, default_value = "runs/latest")]
+    out: PathBuf,
+    /// Run seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads (0 = all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stop each epoch after N windows (quick experiments).
+    #[arg(long)]
+    max_windows: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+}
+
+#[derive(clap::Args)]
+struct ParityArgs {
+    /// A safetensors file written by benches/reference/make_parity_fixture.py.
+    file: PathBuf,
+    /// Also apply N Adam steps on the same batch and compare the parameters after each.
+    #[arg(long, default_value_t = 0)]
+    adam_steps: usize,
+    /// Learning rate for the Adam steps (default: the file's metadata, else 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Largest absolute difference accepted.
+    #[arg(long, default_value_t = 1e-4)]
+    tol: f64,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// A checkpoint written by `train` (DIR/model.ckpt).
+    #[arg(long, default_value = "runs/latest/model.ckpt")]
+    checkpoint: PathBuf,
+    /// Text to continue (default: the config's prompt).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// Tokens to generate (default: the config's count).
+    #[arg(long)]
+    tokens: Option<usize>,
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.epochs {
+        config.train.epochs = v;
+    }
+    if let Some(v) = args.data {
+        config.data.path = v;
+    }
+    if let Some(v) = args.seed {
+        config.train.seed = v;
+    }
+    if let Some(v) = args.threads {
+        config.train.threads = v;
+    }
+    if let Some(v) = args.max_windows {
+        config.train.max_windows = v;
+    }
+    if let Some(v) = args.lr {
+        config.optimizer.set_lr(v);
+    }
+    config.validate()?;
+    let mut console = Console::default();
+    let mut metrics = MetricsFile::create(args.out.join("metrics.jsonl"))?;
+    let mut observers: [&mut dyn Observer; 2] = [&mut console, &mut metrics];
+    let outcome = train(&config, &args.out, &mut observers)?;
+    println!("wrote {}, {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("vocab.json").display(), outcome.checkpoint.display());
+    let text = greedy_continuation(
+        &config,
+        &outcome.model.tape.params,
+        &outcome.data.tokenizer,
+        &outcome.data.vectorizer,
+        &config.generate.prompt,
+        config.generate.tokens,
+    )?;
+    println!("prompt: {}", config.generate.prompt);
+    println!("continuation: {text}");
+    Ok(())
+}
+
+fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
+    let report = run_parity(&args.file, args.adam_steps, args.lr)?;
+    println!("loss ours={:.8} reference={:.8}", report.loss, report.reference_loss);
+    for c in &report.comparisons {
+        println!("{} max_abs_diff={:.3e}", c.name, c.max_abs_diff);
+    }
+    let failures = report.failures(args.tol);
+    if failures.is_empty() {
+        println!("parity OK: {} tensors within tol {:e}", report.comparisons.len(), args.tol);
+        Ok(true)
+    } else {
+        let names: Vec<&str> = failures.iter().map(|c| c.name.as_str()).collect();
+        println!("parity FAILED: {} tensors exceed tol {:e}: {}", failures.len(), args.tol, names.join(", "));
+        Ok(false)
+    }
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let ck = Checkpoint::load(&args.checkpoint)?;
+    let config = Config::from_toml(&ck.config_toml, &format!("{} (embedded config)", args.checkpoint.display()))?;
+    let dir = std::env::temp_dir().join(format!("stagewise-vocab-{}.json", std::process::id()));
+    std::fs::write(&dir, &ck.vocab_json).map_err(|e| Error::io(&dir, e))?;
+    let vectorizer: VectorizerImpl = config.vectorizer.load(&dir)?;
+    std::fs::remove_file(&dir).ok();
+    let tokenizer = config.tokenizer.build()?;
+    let params = Params::from_parts(ck.layout, ck.params)?;
+    let prompt = args.prompt.unwrap_or_else(|| config.generate.prompt.clone());
+    let text = greedy_continuation(&config, &params, &tokenizer, &vectorizer, &prompt, args.tokens.unwrap_or(config.generate.tokens))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => run_train(a).map(|()| true),
+        Command::Parity(a) => run_parity_cmd(a),
+        Command::Generate(a) => run_generate(a).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

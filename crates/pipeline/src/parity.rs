@@ -1,0 +1,149 @@
+//! The PyTorch parity check: load PyTorch-named weights and one batch from a safetensors file, run
+//! forward + loss + backward (and optionally Adam steps) here, and compare tensor by tensor.
+//!
+//! The file is written by `benches/reference/make_parity_fixture.py`: parameters under their
+//! `state_dict` names, `inputs` and `targets` (int64 `[B, T]`, batch-first), `loss`,
+//! `grad.<param>` and `step<k>.<param>` (parameters after k Adam steps on the same batch, each
+//! from a zero hidden state).
+
+use crate::config::Config;
+use crate::data::Window;
+use crate::model::Model;
+use safetensors::{Dtype, SafeTensors};
+use stagewise_core::{Ctx, Error, Result};
+use stagewise_embedding::EmbeddingConfig;
+use stagewise_forward::ForwardConfig;
+use std::path::Path;
+
+/// One compared tensor.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    /// The file's tensor name (`loss`, `grad.fc.weight`, `step3.lstm.bias_hh_l0`, ...).
+    pub name: String,
+    /// Largest absolute difference.
+    pub max_abs_diff: f64,
+}
+
+/// Everything the check measured.
+#[derive(Clone, Debug)]
+pub struct ParityReport {
+    /// Our loss on the batch.
+    pub loss: f64,
+    /// The reference loss.
+    pub reference_loss: f64,
+    /// Every comparison, in the order printed.
+    pub comparisons: Vec<Comparison>,
+}
+
+impl ParityReport {
+    /// The comparisons whose difference exceeds `tol`.
+    pub fn failures(&self, tol: f64) -> Vec<&Comparison> {
+        self.comparisons.iter().filter(|c| !(c.max_abs_diff <= tol)).collect()
+    }
+}
+
+fn bad(path: &Path, message: String) -> Error {
+    Error::Checkpoint { path: path.to_path_buf(), message }
+}
+
+fn f32_tensor(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let t = st.tensor(name).map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?;
+    if t.dtype() != Dtype::F32 {
+        return Err(bad(path, format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+    }
+    let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Ok((t.shape().to_vec(), data))
+}
+
+fn id_tensor(st: &SafeTensors<'_>, name: &str, path: &Path, vocab: usize) -> Result<(usize, usize, Vec<u32>)> {
+    let t = st.tensor(name).map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?;
+    let shape = t.shape();
+    if t.dtype() != Dtype::I64 || shape.len() != 2 {
+        return Err(bad(path, format!("tensor `{name}` must be I64 [B, T], got {:?} {shape:?}", t.dtype())));
+    }
+    let (b, steps) = (shape[0], shape[1]);
+    let flat: Vec<i64> = t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    let mut time_major = vec![0u32; b * steps];
+    for bi in 0..b {
+        for ti in 0..steps {
+            let id = flat[bi * steps + ti];
+            if id < 0 || id as usize >= vocab {
+                return Err(bad(path, format!("`{name}`[{bi}, {ti}] = {id} is outside the vocabulary of {vocab}")));
+            }
+            time_major[ti * b + bi] = id as u32;
+        }
+    }
+    Ok((b, steps, time_major))
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs()).fold(0.0, f64::max)
+}
+
+/// Runs the check. `lr` defaults to the file's metadata `lr`, else 1e-3.
+pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<ParityReport> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
+    let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
+    let file_lr = metadata.metadata().as_ref().and_then(|m| m.get("lr")).and_then(|s| s.parse::<f64>().ok());
+    let lr = lr.or(file_lr).unwrap_or(1e-3);
+
+    let (emb_shape, _) = f32_tensor(&st, "embedding.weight", path)?;
+    let (hh_shape, _) = f32_tensor(&st, "lstm.weight_hh_l0", path)?;
+    if emb_shape.len() != 2 || hh_shape.len() != 2 {
+        return Err(bad(path, "embedding.weight and lstm.weight_hh_l0 must be 2-D".into()));
+    }
+    let (vocab, embed, hidden) = (emb_shape[0], emb_shape[1], hh_shape[1]);
+    let (batch, steps, inputs) = id_tensor(&st, "inputs", path, vocab)?;
+    let (tb, ts, targets) = id_tensor(&st, "targets", path, vocab)?;
+    if (tb, ts) != (batch, steps) {
+        return Err(bad(path, format!("targets are [{tb}, {ts}] but inputs are [{batch}, {steps}]")));
+    }
+
+    let mut config = Config::default();
+    config.embedding = EmbeddingConfig::Table { dim: embed };
+    config.forward = ForwardConfig::Lstm { hidden };
+    config.optimizer.set_lr(lr);
+    let mut model = Model::<f32>::from_config(&config, vocab, batch, steps)?;
+    let layout = model.tape.params.layout().clone();
+    for id in layout.ids() {
+        let entry = layout.entry(id);
+        let (shape, data) = f32_tensor(&st, &entry.name, path)?;
+        if shape != entry.shape {
+            return Err(bad(path, format!("`{}` has shape {shape:?}, expected {:?}", entry.name, entry.shape)));
+        }
+        model.tape.params.get_mut(id).copy_from_slice(&data);
+    }
+
+    let window = Window { steps, inputs: &inputs, targets: &targets };
+    let cx = Ctx::seq();
+    let mut comparisons = Vec::new();
+    let (_, reference) = f32_tensor(&st, "loss", path)?;
+    let reference_loss = f64::from(*reference.first().ok_or_else(|| bad(path, "`loss` is empty".into()))?);
+    let mut loss = f64::NAN;
+    for step in 1..=adam_steps.max(1) {
+        model.reset_state();
+        model.train_window(window, &cx)?;
+        if step == 1 {
+            loss = model.loss_out.mean();
+            comparisons.push(Comparison { name: "loss".into(), max_abs_diff: (loss - reference_loss).abs() });
+            for id in layout.ids() {
+                let name = format!("grad.{}", layout.entry(id).name);
+                if st.tensor(&name).is_ok() {
+                    let (_, g) = f32_tensor(&st, &name, path)?;
+                    comparisons.push(Comparison { max_abs_diff: max_abs_diff(model.tape.grads.get(id), &g), name });
+                }
+            }
+        }
+        if adam_steps == 0 {
+            break;
+        }
+        for id in layout.ids() {
+            let name = format!("step{step}.{}", layout.entry(id).name);
+            let (_, p) = f32_tensor(&st, &name, path)
+                .map_err(|_| bad(path, format!("--adam-steps {adam_steps} needs tensor `{name}`, which is missing")))?;
+            comparisons.push(Comparison { max_abs_diff: max_abs_diff(model.tape.params.get(id), &p), name });
+        }
+    }
+    Ok(ParityReport { loss, reference_loss, comparisons })
+}

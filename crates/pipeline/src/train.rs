@@ -1,0 +1,324 @@
+//! The training run: text -> tokens -> ids -> batches, then epochs of cycles with an evaluation of
+//! the whole test split after each, reported to observers.
+
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::data::{Batched, read_corpus, split_tokens, unigram_perplexity};
+use crate::model::{CYCLE_STAGES, Model};
+use serde::Serialize;
+use stagewise_core::{Ctx, Error, Mode, Result, par_for_threads};
+use stagewise_tokenizer::{Tokenizer, TokenizerImpl};
+use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One epoch's figures; also one line of `metrics.jsonl` (keys are a contract: add, never rename).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean NLL per training target token over the epoch (nats).
+    pub train_loss: f64,
+    /// Mean NLL per test target token (nats).
+    pub test_loss: f64,
+    /// `exp(test_loss)`.
+    pub test_ppl: f64,
+    /// Fraction of test targets that are the arg-max of the logits.
+    pub test_acc: f64,
+    /// Training target tokens per second of this epoch's training time.
+    pub tokens_per_s: f64,
+    /// Wall time since training started (seconds).
+    pub seconds: f64,
+    /// Seconds spent in each box of the cycle this epoch: embed, forward, loss, backward, update.
+    pub stage_seconds: [f64; 5],
+}
+
+/// Aggregate of an evaluation pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EvalStats {
+    /// Summed NLL.
+    pub nll_sum: f64,
+    /// Targets scored.
+    pub count: usize,
+    /// Arg-max hits.
+    pub correct: usize,
+}
+
+impl EvalStats {
+    /// Mean NLL.
+    pub fn loss(&self) -> f64 {
+        self.nll_sum / self.count.max(1) as f64
+    }
+    /// `exp(loss)`.
+    pub fn perplexity(&self) -> f64 {
+        self.loss().exp()
+    }
+    /// Hit rate.
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
+}
+
+/// Facts about the run known before the first epoch.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// Tokens in the corpus.
+    pub tokens: usize,
+    /// Tokens in the train / test splits.
+    pub train_tokens: usize,
+    /// Tokens in the test split.
+    pub test_tokens: usize,
+    /// Vocabulary size V.
+    pub vocab: usize,
+    /// Scalar parameters.
+    pub params: usize,
+    /// Windows per training epoch.
+    pub windows: usize,
+    /// Unigram-baseline test perplexity.
+    pub unigram_ppl: f64,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// Receives progress, like ripgrep's `Sink`: every method has a no-op default.
+pub trait Observer: Send {
+    /// Before the first epoch.
+    fn on_start(&mut self, _info: &RunInfo) -> Result<()> {
+        Ok(())
+    }
+    /// After each training window; return `false` to end the epoch early.
+    fn on_window(&mut self, _epoch: usize, _done: usize, _total: usize, _loss: f64) -> bool {
+        true
+    }
+    /// After each epoch's evaluation.
+    fn on_epoch(&mut self, _metrics: &EpochMetrics) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Text turned into batched ids, with the fitted boxes that did it.
+pub struct PreparedData {
+    /// The tokenizer used.
+    pub tokenizer: TokenizerImpl,
+    /// The vocabulary fitted on the training split.
+    pub vectorizer: VectorizerImpl,
+    /// Training ids.
+    pub train_ids: Vec<u32>,
+    /// Test ids.
+    pub test_ids: Vec<u32>,
+    /// Tokens in the corpus.
+    pub tokens: usize,
+}
+
+/// Reads, tokenizes, splits, fits the vocabulary on the training split and encodes both splits.
+pub fn prepare_data(config: &Config) -> Result<PreparedData> {
+    let text = read_corpus(&config.data.path)?;
+    let tokenizer = config.tokenizer.build()?;
+    let tokens = tokenizer.tokenize(&text)?;
+    let (train, test) = split_tokens(&tokens, config.data.test_fraction);
+    if test.is_empty() {
+        return Err(Error::data(
+            config.data.path.display().to_string(),
+            format!("{} tokens leave an empty test split at test_fraction {}", tokens.len(), config.data.test_fraction),
+        ));
+    }
+    let vectorizer = config.vectorizer.fit(train)?;
+    let train_ids = vectorizer.vectorize(train)?;
+    let test_ids = vectorizer.vectorize(test)?;
+    Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: tokens.len() })
+}
+
+/// Scores every window of `split` with the state reset first (the evaluation protocol of
+/// docs/evaluation.md).
+pub fn evaluate(model: &mut Model<f32>, split: &Batched, bptt: usize, cx: &Ctx) -> Result<EvalStats> {
+    let cx = Ctx { mode: Mode::Eval, ..*cx };
+    model.reset_state();
+    let mut stats = EvalStats::default();
+    for w in split.windows(bptt) {
+        model.eval_window(w, &cx)?;
+        stats.nll_sum += model.loss_out.nll_sum;
+        stats.count += model.loss_out.count;
+        stats.correct += model.loss_out.correct;
+    }
+    Ok(stats)
+}
+
+/// What a finished run leaves behind.
+pub struct TrainOutcome {
+    /// The trained model.
+    pub model: Model<f32>,
+    /// Data and fitted boxes.
+    pub data: PreparedData,
+    /// One entry per epoch.
+    pub epochs: Vec<EpochMetrics>,
+    /// Unigram-baseline test perplexity.
+    pub unigram_ppl: f64,
+    /// Files written.
+    pub checkpoint: PathBuf,
+}
+
+/// Builds a rayon pool of `threads` threads (0 = all cores) for the whole run.
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::config("train.threads", format!("cannot start {threads} threads: {e}")))
+}
+
+/// Runs the whole training job described by `config`, writing into `out_dir`:
+/// `metrics.jsonl` (by the [`MetricsFile`] observer, if given), `vocab.json` and `model.ckpt`.
+pub fn train(config: &Config, out_dir: &Path, observers: &mut [&mut dyn Observer]) -> Result<TrainOutcome> {
+    let pool = thread_pool(config.train.threads)?;
+    let threads = pool.current_num_threads();
+    pool.install(|| train_in_pool(config, out_dir, observers, threads))
+}
+
+fn train_in_pool(config: &Config, out_dir: &Path, observers: &mut [&mut dyn Observer], threads: usize) -> Result<TrainOutcome> {
+    let data = prepare_data(config)?;
+    let vocab = data.vectorizer.vocab_size();
+    let (batch, bptt) = (config.train.batch, config.train.bptt);
+    let train_split = Batched::new(&data.train_ids, batch, "train split")?;
+    let test_split = Batched::new(&data.test_ids, batch, "test split")?;
+    let unigram_ppl = unigram_perplexity(&data.train_ids, &data.test_ids, vocab);
+    let mut model = Model::<f32>::from_config(config, vocab, batch, bptt)?;
+    let cx = Ctx { par: par_for_threads(threads), mode: Mode::Train, step: 0, seed: config.train.seed };
+    let total = match config.train.max_windows {
+        0 => train_split.window_count(bptt),
+        n => n.min(train_split.window_count(bptt)),
+    };
+    let info = RunInfo {
+        tokens: data.tokens,
+        train_tokens: data.train_ids.len(),
+        test_tokens: data.test_ids.len(),
+        vocab,
+        params: model.dims.params,
+        windows: total,
+        unigram_ppl,
+        threads,
+    };
+    for o in observers.iter_mut() {
+        o.on_start(&info)?;
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let started = Instant::now();
+    let mut epochs = Vec::new();
+    for epoch in 1..=config.train.epochs {
+        model.reset_state();
+        model.clock.reset();
+        let epoch_start = Instant::now();
+        let (mut nll, mut count) = (0.0, 0usize);
+        for (done, w) in train_split.windows(bptt).take(total).enumerate() {
+            model.train_window(w, &cx)?;
+            nll += model.loss_out.nll_sum;
+            count += model.loss_out.count;
+            let mut go_on = true;
+            for o in observers.iter_mut() {
+                go_on &= o.on_window(epoch, done + 1, total, model.loss_out.mean());
+            }
+            if !go_on {
+                break;
+            }
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let stage_seconds = model.clock.spent.map(|d| d.as_secs_f64());
+        let eval = evaluate(&mut model, &test_split, bptt, &cx)?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: nll / count.max(1) as f64,
+            test_loss: eval.loss(),
+            test_ppl: eval.perplexity(),
+            test_acc: eval.accuracy(),
+            tokens_per_s: count as f64 / train_seconds.max(1e-9),
+            seconds: started.elapsed().as_secs_f64(),
+            stage_seconds,
+        };
+        for o in observers.iter_mut() {
+            o.on_epoch(&m)?;
+        }
+        epochs.push(m);
+    }
+    let vocab_path = out_dir.join("vocab.json");
+    data.vectorizer.save(&vocab_path)?;
+    let vocab_json = std::fs::read_to_string(&vocab_path).map_err(|e| Error::io(&vocab_path, e))?;
+    let checkpoint = out_dir.join("model.ckpt");
+    Checkpoint {
+        config_toml: config.to_toml(),
+        vocab_json,
+        layout: model.tape.params.layout().clone(),
+        params: model.tape.params.as_slice().to_vec(),
+        moment1: model.opt_state.m.as_slice().to_vec(),
+        moment2: model.opt_state.v.as_slice().to_vec(),
+        step: model.opt_state.step,
+        epoch: epochs.len() as u64,
+        seed: config.train.seed,
+    }
+    .save(&checkpoint)?;
+    Ok(TrainOutcome { model, data, epochs, unigram_ppl, checkpoint })
+}
+
+/// Appends one JSON object per epoch to a file (`metrics.jsonl`).
+pub struct MetricsFile {
+    path: PathBuf,
+}
+
+impl MetricsFile {
+    /// Starts a fresh file at `path` (an existing one is replaced: one run, one file).
+    pub fn create(path: PathBuf) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::write(&path, "").map_err(|e| Error::io(&path, e))?;
+        Ok(MetricsFile { path })
+    }
+}
+
+impl Observer for MetricsFile {
+    fn on_epoch(&mut self, m: &EpochMetrics) -> Result<()> {
+        use std::io::Write;
+        let line = serde_json::to_string(m).map_err(|e| Error::data("metrics", e.to_string()))?;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        writeln!(f, "{line}").map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Prints the run to the terminal: the baseline first, progress on stderr, one line per epoch.
+#[derive(Default)]
+pub struct Console {
+    last_report: Option<Instant>,
+}
+
+impl Observer for Console {
+    fn on_start(&mut self, info: &RunInfo) -> Result<()> {
+        println!(
+            "corpus: {} tokens (train {}, test {}), vocabulary {}, {} parameters, {} windows/epoch, {} threads",
+            info.tokens, info.train_tokens, info.test_tokens, info.vocab, info.params, info.windows, info.threads
+        );
+        println!("unigram baseline: test ppl {:.2}", info.unigram_ppl);
+        Ok(())
+    }
+
+    fn on_window(&mut self, epoch: usize, done: usize, total: usize, loss: f64) -> bool {
+        let due = self.last_report.is_none_or(|t| t.elapsed().as_secs_f64() >= 10.0);
+        if due || done == total {
+            eprintln!("  epoch {epoch}: window {done}/{total}, loss {loss:.4}");
+            self.last_report = Some(Instant::now());
+        }
+        true
+    }
+
+    fn on_epoch(&mut self, m: &EpochMetrics) -> Result<()> {
+        println!(
+            "epoch {}: train loss {:.4} | test loss {:.4} | test ppl {:.2} | test acc {:.4} | {:.0} tokens/s | {:.1} s",
+            m.epoch, m.train_loss, m.test_loss, m.test_ppl, m.test_acc, m.tokens_per_s, m.seconds
+        );
+        let total: f64 = m.stage_seconds.iter().sum::<f64>().max(1e-9);
+        let split: Vec<String> = CYCLE_STAGES
+            .iter()
+            .zip(m.stage_seconds)
+            .map(|(name, s)| format!("{name} {s:.1}s ({:.0}%)", 100.0 * s / total))
+            .collect();
+        println!("  time per box: {}", split.join(", "));
+        Ok(())
+    }
+}

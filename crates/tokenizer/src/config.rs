@@ -1,0 +1,135 @@
+//! The run-time face: the config table that picks a tokenizer, and the enum it builds.
+
+use crate::{Tokenizer, WordTokenizer};
+use serde::{Deserialize, Serialize};
+use stagewise_core::{Ctx, Dims, Result, Stage};
+
+/// Which tokenizer to use, as written in the config file (`[tokenizer]` table, `kind = "word"`).
+///
+/// Tagged by `kind` and strict: an unknown `kind` or an unknown key is a deserialisation error
+/// that names it, so a typo never silently falls back to a default. The default is `word`, the
+/// seed's tokenizer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenizerConfig {
+    /// [`WordTokenizer`]: lower-case, split on Unicode whitespace. No settings.
+    Word {},
+}
+
+impl Default for TokenizerConfig {
+    /// `word`, the seed's tokenizer.
+    fn default() -> Self {
+        TokenizerConfig::Word {}
+    }
+}
+
+impl TokenizerConfig {
+    /// Builds the tokenizer this config describes.
+    ///
+    /// Fallible because future kinds (a BPE model file, say) will read files or validate
+    /// settings; `word` always succeeds.
+    pub fn build(&self) -> Result<TokenizerImpl> {
+        match self {
+            TokenizerConfig::Word {} => Ok(TokenizerImpl::Word(WordTokenizer)),
+        }
+    }
+}
+
+/// Every built-in tokenizer, chosen at run time from a [`TokenizerConfig`].
+///
+/// An enum rather than a trait object, so a call is one `match` and the set of built-ins is
+/// visible in one place; it implements [`Tokenizer`] by forwarding to the variant. A Rust user
+/// with their own tokenizer uses their type directly through the [`Tokenizer`] trait instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenizerImpl {
+    /// See [`WordTokenizer`].
+    Word(WordTokenizer),
+}
+
+impl Default for TokenizerImpl {
+    /// The seed's tokenizer, [`WordTokenizer`], matching [`TokenizerConfig::default`].
+    fn default() -> Self {
+        TokenizerImpl::Word(WordTokenizer)
+    }
+}
+
+impl From<WordTokenizer> for TokenizerImpl {
+    fn from(t: WordTokenizer) -> Self {
+        TokenizerImpl::Word(t)
+    }
+}
+
+impl Stage for TokenizerImpl {
+    type Input<'a> = &'a str;
+    type Output = Vec<String>;
+
+    fn name(&self) -> &str {
+        match self {
+            TokenizerImpl::Word(t) => t.name(),
+        }
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut Vec<String>) -> Result<()> {
+        match self {
+            TokenizerImpl::Word(t) => t.prepare(dims, out),
+        }
+    }
+
+    fn run(&self, input: &str, out: &mut Vec<String>, cx: &Ctx) -> Result<()> {
+        match self {
+            TokenizerImpl::Word(t) => t.run(input, out, cx),
+        }
+    }
+}
+
+impl Tokenizer for TokenizerImpl {
+    fn decode(&self, tokens: &[String]) -> String {
+        match self {
+            TokenizerImpl::Word(t) => t.decode(tokens),
+        }
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+        match self {
+            TokenizerImpl::Word(t) => t.tokenize(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_word() {
+        let t = TokenizerConfig::default().build().expect("word builds");
+        assert_eq!(t.name(), "word");
+        assert_eq!(t, TokenizerImpl::default());
+        assert_eq!(TokenizerImpl::from(WordTokenizer), t);
+    }
+
+    #[test]
+    fn serialises_with_a_kind_tag() {
+        let json = serde_json::to_string(&TokenizerConfig::Word {}).expect("serialises");
+        assert_eq!(json, r#"{"kind":"word"}"#);
+        let back: TokenizerConfig = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(back, TokenizerConfig::Word {});
+    }
+
+    #[test]
+    fn reads_a_toml_table() {
+        let cfg: TokenizerConfig = toml::from_str("kind = \"word\"\n").expect("valid config");
+        assert_eq!(cfg, TokenizerConfig::Word {});
+    }
+
+    #[test]
+    fn rejects_unknown_kinds_and_keys_by_name() {
+        let err = toml::from_str::<TokenizerConfig>("kind = \"wrod\"\n").expect_err("unknown kind");
+        assert!(err.to_string().contains("wrod"), "{err}");
+        let err =
+            toml::from_str::<TokenizerConfig>("kind = \"word\"\nlower = false\n").expect_err("unknown key");
+        assert!(err.to_string().contains("lower"), "{err}");
+        let err = toml::from_str::<TokenizerConfig>("").expect_err("missing kind");
+        assert!(err.to_string().contains("kind"), "{err}");
+    }
+}

@@ -1,0 +1,176 @@
+//! The run-time face: the config table that picks a vectorizer, and the enum it produces.
+
+use crate::{Vectorizer, VocabTrainer, VocabVectorizer};
+use serde::{Deserialize, Serialize};
+use stagewise_core::{Ctx, Dims, Result, Stage};
+use std::path::Path;
+
+/// Which vectorizer to use and how to fit it, as written in the config file (`[vectorizer]`
+/// table, e.g. `kind = "vocab"`, `max_size = 10000`).
+///
+/// Tagged by `kind` and strict: an unknown `kind` or key is a deserialisation error that names
+/// it. The default is `vocab` with `max_size = 10000`, the seed's setting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VectorizerConfig {
+    /// [`VocabVectorizer`] fitted by [`VocabTrainer`].
+    Vocab {
+        /// Most ids, `<unk>` included (default 10000, at least 2).
+        #[serde(default = "default_max_size")]
+        max_size: usize,
+    },
+}
+
+fn default_max_size() -> usize {
+    VocabTrainer::DEFAULT_MAX_SIZE
+}
+
+impl Default for VectorizerConfig {
+    /// `vocab` with `max_size = 10000`.
+    fn default() -> Self {
+        VectorizerConfig::Vocab { max_size: VocabTrainer::DEFAULT_MAX_SIZE }
+    }
+}
+
+impl VectorizerConfig {
+    /// Checks the settings without fitting, so a bad config fails before the corpus is read.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            VectorizerConfig::Vocab { max_size } => VocabTrainer::new(*max_size).validate(),
+        }
+    }
+
+    /// Fits the configured vectorizer to the training tokens and returns it ready to run.
+    pub fn fit(&self, tokens: &[String]) -> Result<VectorizerImpl> {
+        match self {
+            VectorizerConfig::Vocab { max_size } => {
+                VocabTrainer::new(*max_size).fit(tokens).map(VectorizerImpl::Vocab)
+            }
+        }
+    }
+
+    /// Loads a vectorizer of the configured kind saved with [`VectorizerImpl::save`] (to generate
+    /// from, or resume with, a trained model). Fitting settings such as `max_size` are not
+    /// re-applied: the saved vocabulary is the one the model was trained with.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<VectorizerImpl> {
+        match self {
+            VectorizerConfig::Vocab { .. } => VocabVectorizer::load(path).map(VectorizerImpl::Vocab),
+        }
+    }
+}
+
+/// Every built-in vectorizer, chosen at run time from a [`VectorizerConfig`].
+///
+/// An enum rather than a trait object, so a call is one `match` and the built-ins are listed in
+/// one place; it implements [`Vectorizer`] by forwarding to the variant. A Rust user with their
+/// own vectorizer uses their type directly through the [`Vectorizer`] trait instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VectorizerImpl {
+    /// See [`VocabVectorizer`].
+    Vocab(VocabVectorizer),
+}
+
+impl VectorizerImpl {
+    /// Saves what was fitted, atomically, so [`VectorizerConfig::load`] can restore it.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        match self {
+            VectorizerImpl::Vocab(v) => v.save(path),
+        }
+    }
+}
+
+impl From<VocabVectorizer> for VectorizerImpl {
+    fn from(v: VocabVectorizer) -> Self {
+        VectorizerImpl::Vocab(v)
+    }
+}
+
+impl Stage for VectorizerImpl {
+    type Input<'a> = &'a [String];
+    type Output = Vec<u32>;
+
+    fn name(&self) -> &str {
+        match self {
+            VectorizerImpl::Vocab(v) => v.name(),
+        }
+    }
+
+    fn prepare(&mut self, dims: &Dims, out: &mut Vec<u32>) -> Result<()> {
+        match self {
+            VectorizerImpl::Vocab(v) => v.prepare(dims, out),
+        }
+    }
+
+    fn run(&self, input: &[String], out: &mut Vec<u32>, cx: &Ctx) -> Result<()> {
+        match self {
+            VectorizerImpl::Vocab(v) => v.run(input, out, cx),
+        }
+    }
+}
+
+impl Vectorizer for VectorizerImpl {
+    fn decode(&self, ids: &[u32]) -> Result<Vec<String>> {
+        match self {
+            VectorizerImpl::Vocab(v) => v.decode(ids),
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        match self {
+            VectorizerImpl::Vocab(v) => v.vocab_size(),
+        }
+    }
+
+    fn id_of(&self, token: &str) -> u32 {
+        match self {
+            VectorizerImpl::Vocab(v) => v.id_of(token),
+        }
+    }
+
+    fn vectorize(&self, tokens: &[String]) -> Result<Vec<u32>> {
+        match self {
+            VectorizerImpl::Vocab(v) => v.vectorize(tokens),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stagewise_core::Error;
+
+    #[test]
+    fn reads_toml_with_defaults() {
+        let cfg: VectorizerConfig = toml::from_str("kind = \"vocab\"\n").expect("valid");
+        assert_eq!(cfg, VectorizerConfig::default());
+        let cfg: VectorizerConfig = toml::from_str("kind = \"vocab\"\nmax_size = 50\n").expect("valid");
+        assert_eq!(cfg, VectorizerConfig::Vocab { max_size: 50 });
+        let json = serde_json::to_string(&cfg).expect("serialises");
+        assert_eq!(json, r#"{"kind":"vocab","max_size":50}"#);
+    }
+
+    #[test]
+    fn rejects_unknown_kinds_and_keys_by_name() {
+        let err = toml::from_str::<VectorizerConfig>("kind = \"vocabulary\"\n").expect_err("kind");
+        assert!(err.to_string().contains("vocabulary"), "{err}");
+        let err = toml::from_str::<VectorizerConfig>("kind = \"vocab\"\nmax_sise = 5\n").expect_err("key");
+        assert!(err.to_string().contains("max_sise"), "{err}");
+    }
+
+    #[test]
+    fn validate_and_fit_reject_a_tiny_max_size() {
+        let cfg = VectorizerConfig::Vocab { max_size: 1 };
+        assert!(matches!(cfg.validate(), Err(Error::Config { .. })));
+        assert!(matches!(cfg.fit(&[]), Err(Error::Config { .. })));
+        assert!(VectorizerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn fit_forwards_to_the_trainer() {
+        let tokens: Vec<String> = "b a b".split(' ').map(String::from).collect();
+        let v = VectorizerConfig::default().fit(&tokens).expect("fits");
+        assert_eq!((v.name(), v.vocab_size(), v.id_of("b"), v.id_of("a")), ("vocab", 3, 1, 2));
+        let direct = VocabTrainer::default().fit(&tokens).expect("fits");
+        assert_eq!(v, VectorizerImpl::from(direct));
+    }
+}

@@ -1,0 +1,305 @@
+//! The vocabulary: an ordered token list, its hash index, and its versioned JSON file.
+
+use serde::{Deserialize, Serialize};
+use stagewise_core::{Error, Result};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The token that stands for every token the vocabulary does not contain. Always at id 0.
+///
+/// A literal `<unk>` in the text is therefore indistinguishable from an unknown word: it maps to
+/// id 0 and the trainer never ranks it as a word of its own.
+pub const UNK: &str = "<unk>";
+
+/// The id of [`UNK`].
+pub const UNK_ID: u32 = 0;
+
+/// The version of the vocabulary file format this build writes and the only one it reads.
+pub const VOCAB_FILE_VERSION: u64 = 1;
+
+/// The `kind` a vocabulary file declares, so a file meant for another vectorizer is refused.
+const VOCAB_FILE_KIND: &str = "vocab";
+
+/// A fixed mapping between tokens and dense ids `0..len()`, with [`UNK`] at id 0.
+///
+/// Immutable once built, and always valid: every constructor checks that `<unk>` is at id 0,
+/// that no token appears twice and that ids fit in `u32`, so a stage holding a `Vocab` never
+/// meets a half-built or inconsistent one. The token-to-id index is a `HashMap` built once here,
+/// so encoding is one hash lookup per token.
+///
+/// Built by [`VocabTrainer`](crate::VocabTrainer) from a corpus, by [`Vocab::new`] from a list, or
+/// read back with [`Vocab::load`].
+#[derive(Clone, Debug)]
+pub struct Vocab {
+    tokens: Vec<String>,
+    counts: Option<Vec<u64>>,
+    index: HashMap<String, u32>,
+}
+
+impl PartialEq for Vocab {
+    /// Equal when the token lists and counts are; the index is derived from the tokens.
+    fn eq(&self, other: &Self) -> bool {
+        self.tokens == other.tokens && self.counts == other.counts
+    }
+}
+
+impl Eq for Vocab {}
+
+/// The on-disk layout, read side: every field named, unknown fields refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VocabFile {
+    #[allow(dead_code)] // checked before this struct is parsed, kept so the field is not "unknown"
+    version: u64,
+    kind: String,
+    tokens: Vec<String>,
+    #[serde(default)]
+    counts: Option<Vec<u64>>,
+}
+
+/// The on-disk layout, write side: borrows instead of cloning the token list.
+#[derive(Serialize)]
+struct VocabFileRef<'a> {
+    version: u64,
+    kind: &'a str,
+    tokens: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counts: Option<&'a [u64]>,
+}
+
+impl Vocab {
+    /// Builds a vocabulary from its ordered token list (`tokens[0]` must be [`UNK`]) and, if
+    /// known, the training count of each token (same length; `counts[0]` is the number of
+    /// training tokens that mapped to `<unk>`).
+    ///
+    /// Errors ([`Error::Data`]) if `<unk>` is not at id 0, a token appears twice, the counts do
+    /// not match the tokens one to one, or there are more tokens than `u32` ids.
+    pub fn new(tokens: Vec<String>, counts: Option<Vec<u64>>) -> Result<Self> {
+        Self::validated(tokens, counts, "vocabulary")
+    }
+
+    /// [`Vocab::new`] with `context` (a file name, usually) at the front of every error.
+    pub(crate) fn validated(tokens: Vec<String>, counts: Option<Vec<u64>>, context: &str) -> Result<Self> {
+        match tokens.first() {
+            Some(first) if first == UNK => {}
+            Some(first) => {
+                return Err(Error::data(context, format!("{UNK:?} must be at id 0, found {first:?} there")));
+            }
+            None => {
+                return Err(Error::data(
+                    context,
+                    format!("the token list is empty; {UNK:?} must be at id 0"),
+                ));
+            }
+        }
+        if u32::try_from(tokens.len() - 1).is_err() {
+            return Err(Error::data(
+                context,
+                format!("{} tokens do not fit in u32 ids (at most 2^32)", tokens.len()),
+            ));
+        }
+        let counts_len = counts.as_ref().map_or(tokens.len(), Vec::len);
+        if counts_len != tokens.len() {
+            return Err(Error::data(
+                context,
+                format!("`counts` has {counts_len} entries but `tokens` has {}", tokens.len()),
+            ));
+        }
+        let mut index = HashMap::with_capacity(tokens.len());
+        for (id, token) in (0u32..).zip(&tokens) {
+            if let Some(first) = index.insert(token.clone(), id) {
+                return Err(Error::data(
+                    context,
+                    format!("duplicate token {token:?} at ids {first} and {id}"),
+                ));
+            }
+        }
+        Ok(Vocab { tokens, counts, index })
+    }
+
+    /// The number of ids V, `<unk>` included.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Always `false`: a vocabulary holds at least `<unk>`. Here because `len` is.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The id of `token`, [`UNK_ID`] if the vocabulary does not contain it (a literal `"<unk>"`
+    /// is id 0 too).
+    pub fn id_of(&self, token: &str) -> u32 {
+        self.index.get(token).copied().unwrap_or(UNK_ID)
+    }
+
+    /// The token with id `id`, or `None` if `id >= len()`.
+    pub fn token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// All tokens in id order (`tokens()[0] == UNK`).
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    /// Training counts in id order, if the vocabulary was trained (or loaded with counts):
+    /// useful for reports and for frequency-based sampling later.
+    pub fn counts(&self) -> Option<&[u64]> {
+        self.counts.as_deref()
+    }
+
+    /// The vocabulary as a JSON document: `version` (1), `kind` (`"vocab"`), `tokens` in id order
+    /// and, if known, `counts`. This is the file format of [`Vocab::save`], exposed so a
+    /// checkpoint can embed it.
+    pub fn to_json(&self) -> String {
+        let file = VocabFileRef {
+            version: VOCAB_FILE_VERSION,
+            kind: VOCAB_FILE_KIND,
+            tokens: &self.tokens,
+            counts: self.counts.as_deref(),
+        };
+        serde_json::to_string_pretty(&file).expect("serialising strings and integers to a String cannot fail")
+    }
+
+    /// Parses the document [`Vocab::to_json`] writes. `context` (usually the file name) starts
+    /// every error message.
+    ///
+    /// Errors ([`Error::Data`]) name what is wrong: invalid JSON (with line and column), a
+    /// missing or unsupported `version`, a missing or unknown field, a wrong `kind`, and every
+    /// check of [`Vocab::new`] (`<unk>` not at id 0, duplicate token, counts mismatch).
+    pub fn from_json(text: &str, context: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::data(context, format!("not valid JSON: {e}")))?;
+        let Some(object) = value.as_object() else {
+            return Err(Error::data(context, "expected a JSON object with `version`, `kind` and `tokens`"));
+        };
+        // The version is checked first: a future version may lay out the other fields differently.
+        match object.get("version") {
+            None => return Err(Error::data(context, "missing field `version`")),
+            Some(v) if v.as_u64() == Some(VOCAB_FILE_VERSION) => {}
+            Some(v) => {
+                return Err(Error::data(
+                    context,
+                    format!("unsupported `version` {v}; this build reads version {VOCAB_FILE_VERSION}"),
+                ));
+            }
+        }
+        let file: VocabFile =
+            serde_json::from_value(value).map_err(|e| Error::data(context, e.to_string()))?;
+        if file.kind != VOCAB_FILE_KIND {
+            return Err(Error::data(
+                context,
+                format!("`kind` is {:?}, expected {VOCAB_FILE_KIND:?}", file.kind),
+            ));
+        }
+        Self::validated(file.tokens, file.counts, context)
+    }
+
+    /// Writes the vocabulary to `path` as JSON ([`Vocab::to_json`]), atomically: the text goes to
+    /// a temporary file next to `path` that is then renamed over it, so a crash never leaves a
+    /// truncated vocabulary behind.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".tmp{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let written = write_synced(&tmp, self.to_json().as_bytes())
+            .map_err(|e| Error::io(&tmp, e))
+            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+        if written.is_err() {
+            // Best effort: the original error is the one worth reporting.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// Reads a vocabulary written by [`Vocab::save`]. Every error names the file and what is
+    /// wrong with it (see [`Vocab::from_json`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+            path: path.to_owned(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        Self::from_json(&text, &path.display().to_string())
+    }
+}
+
+/// Creates `path`, writes `bytes` and flushes them to disk before returning.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(tokens: &[&str]) -> Vec<String> {
+        tokens.iter().map(|t| t.to_string()).collect()
+    }
+
+    fn data_message(err: Error) -> String {
+        match err {
+            Error::Data { context, message } => format!("{context}: {message}"),
+            other => panic!("expected a data error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_checks_unk_duplicates_and_counts() {
+        let v = Vocab::new(strings(&["<unk>", "a", "b"]), Some(vec![0, 2, 1])).expect("valid");
+        assert_eq!((v.len(), v.id_of("b"), v.id_of("zzz"), v.id_of("<unk>")), (3, 2, 0, 0));
+        assert_eq!(v.token(1), Some("a"));
+        assert_eq!(v.token(3), None);
+        assert!(!v.is_empty());
+
+        let msg = data_message(Vocab::new(strings(&["a", "<unk>"]), None).expect_err("unk not first"));
+        assert!(msg.contains("must be at id 0") && msg.contains("\"a\""), "{msg}");
+        let msg = data_message(Vocab::new(vec![], None).expect_err("empty"));
+        assert!(msg.contains("empty"), "{msg}");
+        let msg = data_message(Vocab::new(strings(&["<unk>", "a", "b", "a"]), None).expect_err("dup"));
+        assert!(msg.contains("duplicate token \"a\" at ids 1 and 3"), "{msg}");
+        let msg = data_message(Vocab::new(strings(&["<unk>", "a", "<unk>"]), None).expect_err("dup unk"));
+        assert!(msg.contains("duplicate token \"<unk>\" at ids 0 and 2"), "{msg}");
+        let msg = data_message(Vocab::new(strings(&["<unk>", "a"]), Some(vec![1])).expect_err("counts"));
+        assert!(msg.contains("`counts` has 1 entries but `tokens` has 2"), "{msg}");
+    }
+
+    #[test]
+    fn json_round_trips_with_and_without_counts() {
+        for counts in [None, Some(vec![7, 3, 3])] {
+            let v = Vocab::new(strings(&["<unk>", "é\"quoted\"", "tab\there"]), counts).expect("valid");
+            assert_eq!(Vocab::from_json(&v.to_json(), "mem").expect("round trip"), v);
+        }
+    }
+
+    #[test]
+    fn from_json_names_what_is_wrong() {
+        let cases: &[(&str, &str)] = &[
+            ("{", "not valid JSON"),
+            ("[1, 2]", "expected a JSON object"),
+            (r#"{"kind": "vocab", "tokens": ["<unk>"]}"#, "missing field `version`"),
+            (r#"{"version": 2, "kind": "vocab", "tokens": ["<unk>"]}"#, "unsupported `version` 2"),
+            (r#"{"version": "1", "kind": "vocab", "tokens": ["<unk>"]}"#, "unsupported `version` \"1\""),
+            (r#"{"version": 1, "kind": "vocab"}"#, "missing field `tokens`"),
+            (r#"{"version": 1, "tokens": ["<unk>"]}"#, "missing field `kind`"),
+            (
+                r#"{"version": 1, "kind": "bpe", "tokens": ["<unk>"]}"#,
+                "`kind` is \"bpe\", expected \"vocab\"",
+            ),
+            (r#"{"version": 1, "kind": "vocab", "tokens": ["<unk>"], "extra": 1}"#, "unknown field `extra`"),
+            (r#"{"version": 1, "kind": "vocab", "tokens": ["<unk>", 3]}"#, "invalid type"),
+            (r#"{"version": 1, "kind": "vocab", "tokens": ["the", "<unk>"]}"#, "must be at id 0"),
+            (r#"{"version": 1, "kind": "vocab", "tokens": ["<unk>", "a", "a"]}"#, "duplicate token \"a\""),
+        ];
+        for (text, expected) in cases {
+            let msg = data_message(Vocab::from_json(text, "v.json").expect_err(text));
+            assert!(msg.starts_with("v.json: ") && msg.contains(expected), "{text} gave {msg}");
+        }
+    }
+}
