@@ -3,13 +3,15 @@
 //! Usually run through `cargo xtask train|parity|generate ...`, which builds it in release mode.
 
 use clap::{Parser, Subcommand};
-use stagewise_core::{Error, Params, Result};
+use stagewise_core::{Ctx, Error, Mode, Params, Result, par_for_threads};
+use stagewise_pipeline::Model;
+use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::config::Config;
 use stagewise_pipeline::generate::greedy_continuation;
 use stagewise_pipeline::parity::run_parity;
-use stagewise_pipeline::train::{Console, MetricsFile, Observer, train};
-use stagewise_vectorizer::VectorizerImpl;
+use stagewise_pipeline::train::{Console, MetricsFile, Observer, evaluate, prepare_data_with, thread_pool, train};
+use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +30,21 @@ enum Command {
     Parity(ParityArgs),
     /// Continue a prompt greedily with a trained checkpoint.
     Generate(GenerateArgs),
+    /// Score a trained checkpoint on the test split of a corpus.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A checkpoint written by `train` (DIR/model.ckpt).
+    #[arg(long, default_value = "runs/latest/model.ckpt")]
+    checkpoint: PathBuf,
+    /// The corpus whose test split is scored (default: the one the checkpoint was trained on).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Worker threads (0 = all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -145,19 +162,59 @@ fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
     }
 }
 
+/// A checkpoint with its embedded config, vocabulary and parameters, ready to use.
+struct Loaded {
+    config: Config,
+    vectorizer: VectorizerImpl,
+    params: Params<f32>,
+}
+
+fn load_checkpoint(path: &std::path::Path) -> Result<Loaded> {
+    let ck = Checkpoint::load(path)?;
+    let config = Config::from_toml(&ck.config_toml, &format!("{} (embedded config)", path.display()))?;
+    let tmp = std::env::temp_dir().join(format!("stagewise-vocab-{}.json", std::process::id()));
+    std::fs::write(&tmp, &ck.vocab_json).map_err(|e| Error::io(&tmp, e))?;
+    let vectorizer = config.vectorizer.load(&tmp);
+    std::fs::remove_file(&tmp).ok();
+    Ok(Loaded { vectorizer: vectorizer?, params: Params::from_parts(ck.layout, ck.params)?, config })
+}
+
 fn run_generate(args: GenerateArgs) -> Result<()> {
-    let ck = Checkpoint::load(&args.checkpoint)?;
-    let config = Config::from_toml(&ck.config_toml, &format!("{} (embedded config)", args.checkpoint.display()))?;
-    let dir = std::env::temp_dir().join(format!("stagewise-vocab-{}.json", std::process::id()));
-    std::fs::write(&dir, &ck.vocab_json).map_err(|e| Error::io(&dir, e))?;
-    let vectorizer: VectorizerImpl = config.vectorizer.load(&dir)?;
-    std::fs::remove_file(&dir).ok();
+    let Loaded { config, vectorizer, params } = load_checkpoint(&args.checkpoint)?;
     let tokenizer = config.tokenizer.build()?;
-    let params = Params::from_parts(ck.layout, ck.params)?;
     let prompt = args.prompt.unwrap_or_else(|| config.generate.prompt.clone());
-    let text = greedy_continuation(&config, &params, &tokenizer, &vectorizer, &prompt, args.tokens.unwrap_or(config.generate.tokens))?;
-    println!("{text}");
+    let tokens = args.tokens.unwrap_or(config.generate.tokens);
+    println!("{}", greedy_continuation(&config, &params, &tokenizer, &vectorizer, &prompt, tokens)?);
     Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> Result<()> {
+    let Loaded { mut config, vectorizer, params } = load_checkpoint(&args.checkpoint)?;
+    if let Some(path) = args.data {
+        config.data.path = path;
+    }
+    let pool = thread_pool(args.threads.unwrap_or(config.train.threads))?;
+    let threads = pool.current_num_threads();
+    pool.install(|| {
+        let data = prepare_data_with(&config, Some(vectorizer))?;
+        let test = Batched::new(&data.test_ids, config.train.batch, "test split")?;
+        let vocab = data.vectorizer.vocab_size();
+        let mut model = Model::<f32>::from_config(&config, vocab, config.train.batch, config.train.bptt)?;
+        if model.tape.params.layout() != params.layout() {
+            return Err(Error::shape("checkpoint parameters", "the config's layout", "a different layout"));
+        }
+        model.tape.params.as_mut_slice().copy_from_slice(params.as_slice());
+        let cx = Ctx { par: par_for_threads(threads), mode: Mode::Eval, step: 0, seed: config.train.seed };
+        let stats = evaluate(&mut model, &test, config.train.bptt, &cx)?;
+        println!(
+            "test loss {:.4} | test ppl {:.2} | test acc {:.4} | {} tokens",
+            stats.loss(),
+            stats.perplexity(),
+            stats.accuracy(),
+            stats.count
+        );
+        Ok(())
+    })
 }
 
 fn main() -> ExitCode {
@@ -166,6 +223,7 @@ fn main() -> ExitCode {
         Command::Train(a) => run_train(a).map(|()| true),
         Command::Parity(a) => run_parity_cmd(a),
         Command::Generate(a) => run_generate(a).map(|()| true),
+        Command::Eval(a) => run_eval(a).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -112,6 +112,12 @@ pub struct PreparedData {
 
 /// Reads, tokenizes, splits, fits the vocabulary on the training split and encodes both splits.
 pub fn prepare_data(config: &Config) -> Result<PreparedData> {
+    prepare_data_with(config, None)
+}
+
+/// Like [`prepare_data`], but with an already fitted vocabulary when `vectorizer` is given (to
+/// evaluate a checkpoint on exactly the ids it was trained with).
+pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) -> Result<PreparedData> {
     let text = read_corpus(&config.data.path)?;
     let tokenizer = config.tokenizer.build()?;
     let tokens = tokenizer.tokenize(&text)?;
@@ -122,7 +128,10 @@ pub fn prepare_data(config: &Config) -> Result<PreparedData> {
             format!("{} tokens leave an empty test split at test_fraction {}", tokens.len(), config.data.test_fraction),
         ));
     }
-    let vectorizer = config.vectorizer.fit(train)?;
+    let vectorizer = match vectorizer {
+        Some(v) => v,
+        None => config.vectorizer.fit(train)?,
+    };
     let train_ids = vectorizer.vectorize(train)?;
     let test_ids = vectorizer.vectorize(test)?;
     Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: tokens.len() })
