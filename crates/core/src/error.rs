@@ -84,12 +84,12 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Shape`].
-    pub fn shape(what: impl Into<String>, expected: impl std::fmt::Debug, actual: impl std::fmt::Debug) -> Self {
-        Error::Shape {
-            what: what.into(),
-            expected: format!("{expected:?}"),
-            actual: format!("{actual:?}"),
-        }
+    pub fn shape(
+        what: impl Into<String>,
+        expected: impl std::fmt::Debug,
+        actual: impl std::fmt::Debug,
+    ) -> Self {
+        Error::Shape { what: what.into(), expected: format!("{expected:?}"), actual: format!("{actual:?}") }
     }
 }
 

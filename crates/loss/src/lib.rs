@@ -107,6 +107,25 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]
     (lse - x[target].to_f64(), arg == target)
 }
 
+/// The per-row work of one call, shared by the sequential and parallel paths.
+#[derive(Clone, Copy)]
+struct RowTask<T> {
+    vocab: usize,
+    train: bool,
+    scale: T,
+}
+
+impl<T: Float> RowTask<T> {
+    /// Rows `x` `[n, V]` -> per-row NLL, hit, and (training) gradient rows `g` `[n, V]`.
+    fn rows(&self, x: &[T], g: &mut [T], nll: &mut [f64], ok: &mut [bool], targets: &[u32]) {
+        let v = self.vocab;
+        for ((((xr, gr), l), c), &t) in x.chunks(v).zip(g.chunks_mut(v)).zip(nll).zip(ok).zip(targets) {
+            (*l, *c) =
+                cross_entropy_row(xr, t as usize, if self.train { Some(gr) } else { None }, self.scale);
+        }
+    }
+}
+
 impl<T: Float> Stage for CrossEntropy<T> {
     type Input<'a> = LossInput<'a, T>;
     type Output = LossOutput<T>;
@@ -131,43 +150,49 @@ impl<T: Float> Stage for CrossEntropy<T> {
         let v = out.vocab;
         let n = input.targets.len();
         if n == 0 || n > out.row_nll.len() || input.logits.len() < n * v {
-            return Err(Error::shape("cross_entropy input", format!("1..={} rows of {v}", out.row_nll.len()), (n, input.logits.len())));
+            return Err(Error::shape(
+                "cross_entropy input",
+                format!("1..={} rows of {v}", out.row_nll.len()),
+                (n, input.logits.len()),
+            ));
         }
         if let Some(pos) = input.targets.iter().position(|&t| t as usize >= v) {
-            return Err(Error::data("cross_entropy", format!("target id {} at row {pos} is outside the vocabulary of {v}", input.targets[pos])));
+            return Err(Error::data(
+                "cross_entropy",
+                format!("target id {} at row {pos} is outside the vocabulary of {v}", input.targets[pos]),
+            ));
         }
         let logits = &input.logits[..n * v];
         let scale = T::from_f64(1.0 / n as f64);
         let train = cx.mode == Mode::Train;
         let LossOutput { dlogits, row_nll, row_correct, .. } = out;
-        let row = |(((x, g), nll), ok): (((&[T], &mut [T]), &mut f64), &mut bool), t: u32| {
-            let (l, c) = cross_entropy_row(x, t as usize, if train { Some(g) } else { None }, scale);
-            *nll = l;
-            *ok = c;
-        };
-        let tasks = logits
-            .chunks(ROWS_PER_TASK * v)
-            .zip(dlogits[..n * v].chunks_mut(ROWS_PER_TASK * v))
-            .zip(row_nll[..n].chunks_mut(ROWS_PER_TASK))
-            .zip(row_correct[..n].chunks_mut(ROWS_PER_TASK))
-            .zip(input.targets.chunks(ROWS_PER_TASK));
-        let task = |((((x, g), nll), ok), t): ((((&[T], &mut [T]), &mut [f64]), &mut [bool]), &[u32])| {
-            for ((((xr, gr), l), c), &tr) in
-                x.chunks(v).zip(g.chunks_mut(v)).zip(nll.iter_mut()).zip(ok.iter_mut()).zip(t)
-            {
-                row((((xr, gr), l), c), tr);
-            }
-        };
+        let task = RowTask { vocab: v, train, scale };
+        let chunk = ROWS_PER_TASK;
         match cx.par {
-            Par::Seq => tasks.for_each(task),
-            Par::Rayon(_) => tasks.par_bridge().for_each(task),
+            Par::Seq => task.rows(
+                logits,
+                &mut dlogits[..n * v],
+                &mut row_nll[..n],
+                &mut row_correct[..n],
+                input.targets,
+            ),
+            Par::Rayon(_) => logits
+                .par_chunks(chunk * v)
+                .zip(dlogits[..n * v].par_chunks_mut(chunk * v))
+                .zip(row_nll[..n].par_chunks_mut(chunk))
+                .zip(row_correct[..n].par_chunks_mut(chunk))
+                .zip(input.targets.par_chunks(chunk))
+                .for_each(|((((x, g), nll), ok), t)| task.rows(x, g, nll, ok, t)),
         }
         // Summed in row order: identical at any thread count.
         out.nll_sum = out.row_nll[..n].iter().sum();
         out.correct = out.row_correct[..n].iter().filter(|&&c| c).count();
         out.count = n;
         if !out.nll_sum.is_finite() {
-            return Err(Error::Numeric { stage: "cross_entropy".into(), message: format!("loss is {}", out.nll_sum) });
+            return Err(Error::Numeric {
+                stage: "cross_entropy".into(),
+                message: format!("loss is {}", out.nll_sum),
+            });
         }
         Ok(())
     }

@@ -33,14 +33,21 @@ pub struct OptimizerState<T> {
 impl<T: Float> OptimizerState<T> {
     /// Zero state for parameters of `layout`.
     pub fn new(layout: &ParamLayout) -> Self {
-        OptimizerState { m: Moments::zeros_with_layout(layout), v: Moments::zeros_with_layout(layout), step: 0 }
+        OptimizerState {
+            m: Moments::zeros_with_layout(layout),
+            v: Moments::zeros_with_layout(layout),
+            step: 0,
+        }
     }
 }
 
 /// The update box's contract. A user type implementing it drops into the pipeline.
 pub trait Optimizer<T: Float>: for<'a> Stage<Input<'a> = Update<'a, T>, Output = OptimizerState<T>> {}
 
-impl<T: Float, S> Optimizer<T> for S where S: for<'a> Stage<Input<'a> = Update<'a, T>, Output = OptimizerState<T>> {}
+impl<T: Float, S> Optimizer<T> for S where
+    S: for<'a> Stage<Input<'a> = Update<'a, T>, Output = OptimizerState<T>>
+{
+}
 
 /// Adam as PyTorch implements it (`_single_tensor_adam`, non-capturable):
 /// `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`,
@@ -71,6 +78,32 @@ impl<T: Float> Adam<T> {
 /// update is independent anyway; this only bounds scheduling overhead).
 const CHUNK: usize = 1 << 14;
 
+/// One Adam update's constants, already cast to `T`.
+#[derive(Clone, Copy)]
+struct AdamStep<T> {
+    b1: T,
+    b2: T,
+    one: T,
+    step_size: T,
+    inv_bias2_sqrt: T,
+    eps: T,
+    wd: T,
+}
+
+impl<T: Float> AdamStep<T> {
+    /// The fused update of one contiguous run of the arena.
+    fn apply(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+        let AdamStep { b1, b2, one, step_size, inv_bias2_sqrt, eps, wd } = *self;
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g + wd * *p;
+            *m = b1 * *m + (one - b1) * g;
+            *v = b2 * *v + (one - b2) * g * g;
+            let denom = v.sqrt() * inv_bias2_sqrt + eps;
+            *p -= step_size * *m / denom;
+        }
+    }
+}
+
 impl<T: Float> Stage for Adam<T> {
     type Input<'a> = Update<'a, T>;
     type Output = OptimizerState<T>;
@@ -100,7 +133,11 @@ impl<T: Float> Stage for Adam<T> {
     fn run(&self, up: Update<'_, T>, state: &mut OptimizerState<T>, cx: &Ctx) -> Result<()> {
         let n = up.params.as_slice().len();
         if up.grads.as_slice().len() != n || state.m.as_slice().len() != n {
-            return Err(Error::shape("adam arenas", n, (up.grads.as_slice().len(), state.m.as_slice().len())));
+            return Err(Error::shape(
+                "adam arenas",
+                n,
+                (up.grads.as_slice().len(), state.m.as_slice().len()),
+            ));
         }
         state.step += 1;
         let t = state.step as i32;
@@ -108,26 +145,19 @@ impl<T: Float> Stage for Adam<T> {
         let bias2_sqrt = (1.0 - self.beta2.powi(t)).sqrt();
         let c = |x: f64| T::from_f64(x);
         let (b1, b2, one) = (c(self.beta1), c(self.beta2), c(1.0));
-        let (step_size, inv_bias2_sqrt, eps, wd) = (c(self.lr / bias1), c(1.0 / bias2_sqrt), c(self.eps), c(self.weight_decay));
-        let kernel = |(((p, g), m), v): (((&mut [T], &[T]), &mut [T]), &mut [T])| {
-            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = g + wd * *p;
-                *m = b1 * *m + (one - b1) * g;
-                *v = b2 * *v + (one - b2) * g * g;
-                let denom = v.sqrt() * inv_bias2_sqrt + eps;
-                *p -= step_size * *m / denom;
-            }
-        };
-        let chunks = up
-            .params
-            .as_mut_slice()
-            .chunks_mut(CHUNK)
-            .zip(up.grads.as_slice().chunks(CHUNK))
-            .zip(state.m.as_mut_slice().chunks_mut(CHUNK))
-            .zip(state.v.as_mut_slice().chunks_mut(CHUNK));
+        let (step_size, inv_bias2_sqrt, eps, wd) =
+            (c(self.lr / bias1), c(1.0 / bias2_sqrt), c(self.eps), c(self.weight_decay));
+        let step = AdamStep { b1, b2, one, step_size, inv_bias2_sqrt, eps, wd };
+        let (p, g) = (up.params.as_mut_slice(), up.grads.as_slice());
+        let (m, v) = (state.m.as_mut_slice(), state.v.as_mut_slice());
         match cx.par {
-            Par::Seq => chunks.for_each(kernel),
-            Par::Rayon(_) => chunks.par_bridge().for_each(kernel),
+            Par::Seq => step.apply(p, g, m, v),
+            Par::Rayon(_) => p
+                .par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK))
+                .zip(v.par_chunks_mut(CHUNK))
+                .for_each(|(((p, g), m), v)| step.apply(p, g, m, v)),
         }
         Ok(())
     }
@@ -306,7 +336,8 @@ mod tests {
         let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 1 };
         let err = Adam::<f64>::new(-1.0).prepare(&dims, &mut s).unwrap_err().to_string();
         assert!(err.contains("optimizer.lr"), "{err}");
-        let c: std::result::Result<OptimizerConfig, _> = serde_json::from_str(r#"{"kind":"adam","learning_rate":0.1}"#);
+        let c: std::result::Result<OptimizerConfig, _> =
+            serde_json::from_str(r#"{"kind":"adam","learning_rate":0.1}"#);
         assert!(c.is_err());
     }
 }

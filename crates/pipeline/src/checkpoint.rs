@@ -65,7 +65,10 @@ impl Checkpoint {
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         if version != VERSION {
-            return Err(corrupt(path, format!("checkpoint format version {version}, this build reads {VERSION}")));
+            return Err(corrupt(
+                path,
+                format!("checkpoint format version {version}, this build reads {VERSION}"),
+            ));
         }
         let mut len = [0u8; 8];
         len.copy_from_slice(&bytes[12..20]);
@@ -77,8 +80,9 @@ impl Checkpoint {
         if Sha256::digest(body).as_slice() != &bytes[20..52] {
             return Err(corrupt(path, "checksum mismatch: the file is corrupted"));
         }
-        let (ck, _): (Checkpoint, usize) = bincode::serde::decode_from_slice(body, bincode::config::standard())
-            .map_err(|e| corrupt(path, format!("cannot decode: {e}")))?;
+        let (ck, _): (Checkpoint, usize) =
+            bincode::serde::decode_from_slice(body, bincode::config::standard())
+                .map_err(|e| corrupt(path, format!("cannot decode: {e}")))?;
         let n = ck.layout.total();
         if ck.params.len() != n || ck.moment1.len() != n || ck.moment2.len() != n {
             return Err(corrupt(path, format!("layout has {n} parameters but the arenas disagree")));
@@ -101,10 +105,7 @@ impl Checkpoint {
 
 /// Writes `bytes` to `path` via a temporary sibling file and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -154,9 +155,10 @@ mod tests {
         assert!(err.contains("checksum") && err.contains("model.ckpt"), "{err}");
         let err = Checkpoint::from_bytes(&good[..good.len() - 4], &path).unwrap_err().to_string();
         assert!(err.contains("truncated"), "{err}");
-        let err = Checkpoint::from_bytes(b"hello world, not a checkpoint at all......................", &path)
-            .unwrap_err()
-            .to_string();
+        let err =
+            Checkpoint::from_bytes(b"hello world, not a checkpoint at all......................", &path)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("magic"), "{err}");
         let mut future = good.clone();
         future[8] = 99;

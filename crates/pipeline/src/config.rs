@@ -176,7 +176,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
-        let err = Config::from_toml("[train]\nepochs = 2\nbatchsize = 4\n", "my.toml").unwrap_err().to_string();
+        let err =
+            Config::from_toml("[train]\nepochs = 2\nbatchsize = 4\n", "my.toml").unwrap_err().to_string();
         assert!(err.contains("batchsize") && err.contains("my.toml:3"), "{err}");
     }
 

@@ -5,18 +5,24 @@
 use clap::{Parser, Subcommand};
 use stagewise_core::{Ctx, Error, Mode, Params, Result, par_for_threads};
 use stagewise_pipeline::Model;
-use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::config::Config;
+use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::greedy_continuation;
 use stagewise_pipeline::parity::run_parity;
-use stagewise_pipeline::train::{Console, MetricsFile, Observer, evaluate, prepare_data_with, thread_pool, train};
+use stagewise_pipeline::train::{
+    Console, MetricsFile, Observer, evaluate, prepare_data_with, thread_pool, train,
+};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "stagewise", version, about = "Train a word-level LSTM language model on the CPU, box by box.")]
+#[command(
+    name = "stagewise",
+    version,
+    about = "Train a word-level LSTM language model on the CPU, box by box."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -131,7 +137,12 @@ fn run_train(args: TrainArgs) -> Result<()> {
     let mut metrics = MetricsFile::create(args.out.join("metrics.jsonl"))?;
     let mut observers: [&mut dyn Observer; 2] = [&mut console, &mut metrics];
     let outcome = train(&config, &args.out, &mut observers)?;
-    println!("wrote {}, {} and {}", args.out.join("metrics.jsonl").display(), args.out.join("vocab.json").display(), outcome.checkpoint.display());
+    println!(
+        "wrote {}, {} and {}",
+        args.out.join("metrics.jsonl").display(),
+        args.out.join("vocab.json").display(),
+        outcome.checkpoint.display()
+    );
     let text = greedy_continuation(
         &config,
         &outcome.model.tape.params,

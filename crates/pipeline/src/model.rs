@@ -78,13 +78,21 @@ where
     O: Optimizer<T>,
 {
     /// Prepares every box for `dims` (`dims.params` is filled in here). The only allocation.
-    pub fn new(mut dims: Dims, mut embedding: E, mut forward: F, mut loss: L, mut backward: B, mut optimizer: O) -> Result<Self> {
+    pub fn new(
+        mut dims: Dims,
+        mut embedding: E,
+        mut forward: F,
+        mut loss: L,
+        mut backward: B,
+        mut optimizer: O,
+    ) -> Result<Self> {
         let mut tape = Tape::new(dims.batch, dims.seq_len);
         embedding.prepare(&dims, &mut tape)?;
         forward.prepare(&dims, &mut tape)?;
         tape.finish();
         dims.params = tape.params.layout().total();
-        let out = tape.output().ok_or_else(|| Error::config("forward", "the forward stage declared no output"))?;
+        let out =
+            tape.output().ok_or_else(|| Error::config("forward", "the forward stage declared no output"))?;
         let width = tape.acts.slot(out).width;
         if width != dims.vocab {
             return Err(Error::shape("forward output width (vocabulary)", dims.vocab, width));
@@ -94,7 +102,18 @@ where
         backward.prepare(&dims, &mut tape)?;
         let mut opt_state = OptimizerState::new(tape.params.layout());
         optimizer.prepare(&dims, &mut opt_state)?;
-        Ok(Model { dims, embedding, forward, loss, backward, optimizer, tape, loss_out, opt_state, clock: StageClock::default() })
+        Ok(Model {
+            dims,
+            embedding,
+            forward,
+            loss,
+            backward,
+            optimizer,
+            tape,
+            loss_out,
+            opt_state,
+            clock: StageClock::default(),
+        })
     }
 
     /// The logits of the last forward pass, `[rows, V]`.

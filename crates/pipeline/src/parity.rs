@@ -38,7 +38,8 @@ pub struct ParityReport {
 impl ParityReport {
     /// The comparisons whose difference exceeds `tol`.
     pub fn failures(&self, tol: f64) -> Vec<&Comparison> {
-        self.comparisons.iter().filter(|c| !(c.max_abs_diff <= tol)).collect()
+        // NaN counts as a failure.
+        self.comparisons.iter().filter(|c| c.max_abs_diff.is_nan() || c.max_abs_diff > tol).collect()
     }
 }
 
@@ -55,20 +56,29 @@ fn f32_tensor(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<(Vec<usiz
     Ok((t.shape().to_vec(), data))
 }
 
-fn id_tensor(st: &SafeTensors<'_>, name: &str, path: &Path, vocab: usize) -> Result<(usize, usize, Vec<u32>)> {
+fn id_tensor(
+    st: &SafeTensors<'_>,
+    name: &str,
+    path: &Path,
+    vocab: usize,
+) -> Result<(usize, usize, Vec<u32>)> {
     let t = st.tensor(name).map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?;
     let shape = t.shape();
     if t.dtype() != Dtype::I64 || shape.len() != 2 {
         return Err(bad(path, format!("tensor `{name}` must be I64 [B, T], got {:?} {shape:?}", t.dtype())));
     }
     let (b, steps) = (shape[0], shape[1]);
-    let flat: Vec<i64> = t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+    let flat: Vec<i64> =
+        t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
     let mut time_major = vec![0u32; b * steps];
     for bi in 0..b {
         for ti in 0..steps {
             let id = flat[bi * steps + ti];
             if id < 0 || id as usize >= vocab {
-                return Err(bad(path, format!("`{name}`[{bi}, {ti}] = {id} is outside the vocabulary of {vocab}")));
+                return Err(bad(
+                    path,
+                    format!("`{name}`[{bi}, {ti}] = {id} is outside the vocabulary of {vocab}"),
+                ));
             }
             time_major[ti * b + bi] = id as u32;
         }
@@ -83,7 +93,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
 /// Runs the check. `lr` defaults to the file's metadata `lr`, else 1e-3.
 pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<ParityReport> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
     let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
     let file_lr = metadata.metadata().as_ref().and_then(|m| m.get("lr")).and_then(|s| s.parse::<f64>().ok());
     let lr = lr.or(file_lr).unwrap_or(1e-3);
@@ -100,9 +111,11 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
         return Err(bad(path, format!("targets are [{tb}, {ts}] but inputs are [{batch}, {steps}]")));
     }
 
-    let mut config = Config::default();
-    config.embedding = EmbeddingConfig::Table { dim: embed };
-    config.forward = ForwardConfig::Lstm { hidden };
+    let mut config = Config {
+        embedding: EmbeddingConfig::Table { dim: embed },
+        forward: ForwardConfig::Lstm { hidden },
+        ..Config::default()
+    };
     config.optimizer.set_lr(lr);
     let mut model = Model::<f32>::from_config(&config, vocab, batch, steps)?;
     let layout = model.tape.params.layout().clone();
@@ -110,7 +123,10 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
         let entry = layout.entry(id);
         let (shape, data) = f32_tensor(&st, &entry.name, path)?;
         if shape != entry.shape {
-            return Err(bad(path, format!("`{}` has shape {shape:?}, expected {:?}", entry.name, entry.shape)));
+            return Err(bad(
+                path,
+                format!("`{}` has shape {shape:?}, expected {:?}", entry.name, entry.shape),
+            ));
         }
         model.tape.params.get_mut(id).copy_from_slice(&data);
     }
@@ -131,7 +147,8 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
                 let name = format!("grad.{}", layout.entry(id).name);
                 if st.tensor(&name).is_ok() {
                     let (_, g) = f32_tensor(&st, &name, path)?;
-                    comparisons.push(Comparison { max_abs_diff: max_abs_diff(model.tape.grads.get(id), &g), name });
+                    comparisons
+                        .push(Comparison { max_abs_diff: max_abs_diff(model.tape.grads.get(id), &g), name });
                 }
             }
         }
@@ -140,8 +157,9 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
         }
         for id in layout.ids() {
             let name = format!("step{step}.{}", layout.entry(id).name);
-            let (_, p) = f32_tensor(&st, &name, path)
-                .map_err(|_| bad(path, format!("--adam-steps {adam_steps} needs tensor `{name}`, which is missing")))?;
+            let (_, p) = f32_tensor(&st, &name, path).map_err(|_| {
+                bad(path, format!("--adam-steps {adam_steps} needs tensor `{name}`, which is missing"))
+            })?;
             comparisons.push(Comparison { max_abs_diff: max_abs_diff(model.tape.params.get(id), &p), name });
         }
     }

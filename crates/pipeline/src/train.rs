@@ -125,7 +125,11 @@ pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) ->
     if test.is_empty() {
         return Err(Error::data(
             config.data.path.display().to_string(),
-            format!("{} tokens leave an empty test split at test_fraction {}", tokens.len(), config.data.test_fraction),
+            format!(
+                "{} tokens leave an empty test split at test_fraction {}",
+                tokens.len(),
+                config.data.test_fraction
+            ),
         ));
     }
     let vectorizer = match vectorizer {
@@ -168,7 +172,8 @@ pub struct TrainOutcome {
 
 /// Builds a rayon pool of `threads` threads (0 = all cores) for the whole run.
 pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
-    let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let threads =
+        if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -183,7 +188,12 @@ pub fn train(config: &Config, out_dir: &Path, observers: &mut [&mut dyn Observer
     pool.install(|| train_in_pool(config, out_dir, observers, threads))
 }
 
-fn train_in_pool(config: &Config, out_dir: &Path, observers: &mut [&mut dyn Observer], threads: usize) -> Result<TrainOutcome> {
+fn train_in_pool(
+    config: &Config,
+    out_dir: &Path,
+    observers: &mut [&mut dyn Observer],
+    threads: usize,
+) -> Result<TrainOutcome> {
     let data = prepare_data(config)?;
     let vocab = data.vectorizer.vocab_size();
     let (batch, bptt) = (config.train.batch, config.train.bptt);
@@ -286,7 +296,10 @@ impl Observer for MetricsFile {
     fn on_epoch(&mut self, m: &EpochMetrics) -> Result<()> {
         use std::io::Write;
         let line = serde_json::to_string(m).map_err(|e| Error::data("metrics", e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
         writeln!(f, "{line}").map_err(|e| Error::io(&self.path, e))
     }
 }
@@ -301,7 +314,13 @@ impl Observer for Console {
     fn on_start(&mut self, info: &RunInfo) -> Result<()> {
         println!(
             "corpus: {} tokens (train {}, test {}), vocabulary {}, {} parameters, {} windows/epoch, {} threads",
-            info.tokens, info.train_tokens, info.test_tokens, info.vocab, info.params, info.windows, info.threads
+            info.tokens,
+            info.train_tokens,
+            info.test_tokens,
+            info.vocab,
+            info.params,
+            info.windows,
+            info.threads
         );
         println!("unigram baseline: test ppl {:.2}", info.unigram_ppl);
         Ok(())

@@ -30,7 +30,8 @@ fn probe_loss(tape: &mut Tape<f64>, output: SlotId, w: &[f64]) -> f64 {
 /// - `loss_scale`, `Σ|wᵢ·outᵢ|`: `L(x ± εu)` carries ~1e-16·|L| of round-off, i.e. ~1e-10·|L| in
 ///   the quotient at ε = 1e-6, so derivatives below 1e-4·|L| are judged against that floor.
 fn rel_err(analytic: f64, numeric: f64, terms: f64, loss_scale: f64) -> f64 {
-    (analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(terms).max(1e-4 * loss_scale).max(1e-12)
+    (analytic - numeric).abs()
+        / analytic.abs().max(numeric.abs()).max(terms).max(1e-4 * loss_scale).max(1e-12)
 }
 
 /// `Σ|wᵢ·outᵢ|`, the magnitude the probe loss is computed at.
