@@ -41,7 +41,10 @@ impl<T: Float> Stage for ReverseSweep<T> {
 
     fn prepare(&mut self, _dims: &Dims, tape: &mut Tape<T>) -> Result<()> {
         if tape.output().is_none() || tape.ops().is_empty() {
-            return Err(Error::config("backward", "the tape has no ops: prepare the embed and forward stages first"));
+            return Err(Error::config(
+                "backward",
+                "the tape has no ops: prepare the embed and forward stages first",
+            ));
         }
         Ok(())
     }
@@ -95,28 +98,8 @@ pub enum BackwardImpl<T> {
     Reverse(ReverseSweep<T>),
 }
 
-impl<T: Float> Stage for BackwardImpl<T> {
-    type Input<'a> = &'a mut Vec<T>;
-    type Output = Tape<T>;
-
-    fn name(&self) -> &str {
-        match self {
-            BackwardImpl::Reverse(s) => s.name(),
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, tape: &mut Tape<T>) -> Result<()> {
-        match self {
-            BackwardImpl::Reverse(s) => s.prepare(dims, tape),
-        }
-    }
-
-    fn run(&self, seed: &mut Vec<T>, tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
-        match self {
-            BackwardImpl::Reverse(s) => s.run(seed, tape, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[T: Float] Stage for BackwardImpl<T> { Reverse }
+    input<'a> = &'a mut Vec<T>; output = Tape<T>;);
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,9 @@
 //! # Ok::<(), stagewise_core::Error>(())
 //! ```
 
-use stagewise_core::{Activations, Ctx, Dims, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Stage, Tape};
+use stagewise_core::{
+    Activations, Ctx, Dims, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Stage, Tape,
+};
 
 /// The embed box's contract: ids of one window (time-major, `steps * batch` of them) in, the tape's
 /// embedding slot out. A user type implementing this drops into the pipeline in place of the table.
@@ -185,28 +187,8 @@ pub enum EmbeddingImpl<T> {
     Table(TableEmbedding<T>),
 }
 
-impl<T: Float> Stage for EmbeddingImpl<T> {
-    type Input<'a> = &'a [u32];
-    type Output = Tape<T>;
-
-    fn name(&self) -> &str {
-        match self {
-            EmbeddingImpl::Table(s) => s.name(),
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, out: &mut Tape<T>) -> Result<()> {
-        match self {
-            EmbeddingImpl::Table(s) => s.prepare(dims, out),
-        }
-    }
-
-    fn run(&self, input: &[u32], out: &mut Tape<T>, cx: &Ctx) -> Result<()> {
-        match self {
-            EmbeddingImpl::Table(s) => s.run(input, out, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[T: Float] Stage for EmbeddingImpl<T> { Table }
+    input<'a> = &'a [u32]; output = Tape<T>;);
 
 #[cfg(test)]
 mod tests {
@@ -214,7 +196,13 @@ mod tests {
     use proptest::prelude::{ProptestConfig, prop_assert, prop_assert_eq, proptest};
     use stagewise_testkit::{check_tape_gradients, dims_strategy};
 
-    fn setup(v: usize, e: usize, b: usize, t: usize, seed: u64) -> (Tape<f64>, TableEmbedding<f64>, Vec<u32>) {
+    fn setup(
+        v: usize,
+        e: usize,
+        b: usize,
+        t: usize,
+        seed: u64,
+    ) -> (Tape<f64>, TableEmbedding<f64>, Vec<u32>) {
         let dims = Dims { vocab: v, embed: e, hidden: 1, batch: b, seq_len: t, params: 0 };
         let mut tape = Tape::<f64>::new(b, t);
         let mut table = TableEmbedding::new(e, seed);

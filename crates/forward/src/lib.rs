@@ -48,7 +48,7 @@ pub use lstm::{
 };
 pub use stage::{FC_PREFIX, LstmForward};
 
-use stagewise_core::{Ctx, Dims, Error, Float, Result, Stage, Tape};
+use stagewise_core::{Error, Float, Result, Stage, Tape};
 
 /// The forward box's contract: a stage that reads nothing but the tape (the embedding's output
 /// slot, found with [`Tape::output`] at prepare time), appends its ops and leaves its logits slot
@@ -129,30 +129,7 @@ impl<T: Float> ForwardImpl<T> {
     }
 }
 
-impl<T: Float> Stage for ForwardImpl<T> {
-    type Input<'a>
-        = ()
-    where
-        Self: 'a;
-    type Output = Tape<T>;
-
-    fn name(&self) -> &str {
-        match self {
-            ForwardImpl::Lstm(s) => s.name(),
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, out: &mut Tape<T>) -> Result<()> {
-        match self {
-            ForwardImpl::Lstm(s) => s.prepare(dims, out),
-        }
-    }
-
-    fn run(&self, input: (), out: &mut Tape<T>, cx: &Ctx) -> Result<()> {
-        match self {
-            ForwardImpl::Lstm(s) => s.run(input, out, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[T: Float] Stage for ForwardImpl<T> { Lstm }
+    input<'a> = (); output = Tape<T>;);
 
 impl<T: Float> Forward<T> for ForwardImpl<T> {}

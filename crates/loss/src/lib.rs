@@ -228,28 +228,8 @@ pub enum LossImpl<T> {
     CrossEntropy(CrossEntropy<T>),
 }
 
-impl<T: Float> Stage for LossImpl<T> {
-    type Input<'a> = LossInput<'a, T>;
-    type Output = LossOutput<T>;
-
-    fn name(&self) -> &str {
-        match self {
-            LossImpl::CrossEntropy(_) => "cross_entropy",
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, out: &mut LossOutput<T>) -> Result<()> {
-        match self {
-            LossImpl::CrossEntropy(s) => s.prepare(dims, out),
-        }
-    }
-
-    fn run(&self, input: LossInput<'_, T>, out: &mut LossOutput<T>, cx: &Ctx) -> Result<()> {
-        match self {
-            LossImpl::CrossEntropy(s) => s.run(input, out, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[T: Float] Stage for LossImpl<T> { CrossEntropy }
+    input<'a> = LossInput<'a, T>; output = LossOutput<T>;);
 
 #[cfg(test)]
 mod tests {

@@ -237,28 +237,8 @@ pub enum OptimizerImpl<T> {
     Adam(Adam<T>),
 }
 
-impl<T: Float> Stage for OptimizerImpl<T> {
-    type Input<'a> = Update<'a, T>;
-    type Output = OptimizerState<T>;
-
-    fn name(&self) -> &str {
-        match self {
-            OptimizerImpl::Adam(s) => s.name(),
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, out: &mut OptimizerState<T>) -> Result<()> {
-        match self {
-            OptimizerImpl::Adam(s) => s.prepare(dims, out),
-        }
-    }
-
-    fn run(&self, input: Update<'_, T>, out: &mut OptimizerState<T>, cx: &Ctx) -> Result<()> {
-        match self {
-            OptimizerImpl::Adam(s) => s.run(input, out, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[T: Float] Stage for OptimizerImpl<T> { Adam }
+    input<'a> = Update<'a, T>; output = OptimizerState<T>;);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 
 use crate::{Tokenizer, WordTokenizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::{Ctx, Dims, Result, Stage};
+use stagewise_core::Result;
 
 /// Which tokenizer to use, as written in the config file (`[tokenizer]` table, `kind = "word"`).
 ///
@@ -59,28 +59,8 @@ impl From<WordTokenizer> for TokenizerImpl {
     }
 }
 
-impl Stage for TokenizerImpl {
-    type Input<'a> = &'a str;
-    type Output = Vec<String>;
-
-    fn name(&self) -> &str {
-        match self {
-            TokenizerImpl::Word(t) => t.name(),
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, out: &mut Vec<String>) -> Result<()> {
-        match self {
-            TokenizerImpl::Word(t) => t.prepare(dims, out),
-        }
-    }
-
-    fn run(&self, input: &str, out: &mut Vec<String>, cx: &Ctx) -> Result<()> {
-        match self {
-            TokenizerImpl::Word(t) => t.run(input, out, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word }
+    input<'a> = &'a str; output = Vec<String>;);
 
 impl Tokenizer for TokenizerImpl {
     fn decode(&self, tokens: &[String]) -> String {

@@ -2,7 +2,7 @@
 
 use crate::{Vectorizer, VocabTrainer, VocabVectorizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::{Ctx, Dims, Result, Stage};
+use stagewise_core::Result;
 use std::path::Path;
 
 /// Which vectorizer to use and how to fit it, as written in the config file (`[vectorizer]`
@@ -85,28 +85,8 @@ impl From<VocabVectorizer> for VectorizerImpl {
     }
 }
 
-impl Stage for VectorizerImpl {
-    type Input<'a> = &'a [String];
-    type Output = Vec<u32>;
-
-    fn name(&self) -> &str {
-        match self {
-            VectorizerImpl::Vocab(v) => v.name(),
-        }
-    }
-
-    fn prepare(&mut self, dims: &Dims, out: &mut Vec<u32>) -> Result<()> {
-        match self {
-            VectorizerImpl::Vocab(v) => v.prepare(dims, out),
-        }
-    }
-
-    fn run(&self, input: &[String], out: &mut Vec<u32>, cx: &Ctx) -> Result<()> {
-        match self {
-            VectorizerImpl::Vocab(v) => v.run(input, out, cx),
-        }
-    }
-}
+stagewise_core::delegate_stage!(impl[] Stage for VectorizerImpl { Vocab }
+    input<'a> = &'a [String]; output = Vec<u32>;);
 
 impl Vectorizer for VectorizerImpl {
     fn decode(&self, ids: &[u32]) -> Result<Vec<String>> {
