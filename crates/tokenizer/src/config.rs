@@ -79,6 +79,7 @@ impl Tokenizer for TokenizerImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stagewise_core::Stage;
 
     #[test]
     fn default_is_word() {
