@@ -117,6 +117,7 @@ impl Vectorizer for VectorizerImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stagewise_core::Stage;
     use stagewise_core::Error;
 
     #[test]
