@@ -75,34 +75,60 @@ const ROWS_PER_TASK: usize = 16;
 /// Shapes: `x` `[V]`, `grad` `[V]`.
 #[inline]
 pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]>, scale: T) -> (f64, bool) {
-    let mut max = x[0];
-    let mut arg = 0;
-    for (j, &v) in x.iter().enumerate().skip(1) {
-        if v > max {
-            max = v;
-            arg = j;
-        }
-    }
-    let mut sum = T::from_f64(0.0);
+    let max = x.iter().copied().fold(x[0], Float::max);
+    // The first arg-max, as PyTorch's `argmax` (ties go to the lowest index).
+    let arg = x.iter().position(|&v| v == max).unwrap_or(0);
+    let zero = T::from_f64(0.0);
+    // Eight independent partial sums: the loop vectorises, and the order of additions is fixed, so
+    // the result is the same on every run and at any thread count.
+    let mut lanes = [zero; LANES];
     match grad {
         Some(g) => {
-            for (gj, &v) in g.iter_mut().zip(x) {
-                let e = (v - max).exp();
-                *gj = e;
-                sum += e;
+            let (xc, gc) = (x.chunks_exact(LANES), g.chunks_exact_mut(LANES));
+            let (xr, tail) = (xc.remainder(), x.len() - x.len() % LANES);
+            for (xs, gs) in xc.zip(gc) {
+                for l in 0..LANES {
+                    let e = (xs[l] - max).exp_nonpositive();
+                    gs[l] = e;
+                    lanes[l] += e;
+                }
             }
+            for (l, (&v, gj)) in xr.iter().zip(&mut g[tail..]).enumerate() {
+                let e = (v - max).exp_nonpositive();
+                *gj = e;
+                lanes[l] += e;
+            }
+            let sum = lanes.iter().fold(zero, |a, &b| a + b);
             let k = scale / sum;
             for gj in g.iter_mut() {
                 *gj *= k;
             }
             g[target] -= scale;
+            finish_row(x, target, max, sum, arg)
         }
         None => {
-            for &v in x {
-                sum += (v - max).exp();
+            // Same order of additions as the training path, so both report the same loss.
+            let xc = x.chunks_exact(LANES);
+            let xr = xc.remainder();
+            for xs in xc {
+                for l in 0..LANES {
+                    lanes[l] += (xs[l] - max).exp_nonpositive();
+                }
             }
+            for (l, &v) in xr.iter().enumerate() {
+                lanes[l] += (v - max).exp_nonpositive();
+            }
+            let sum = lanes.iter().fold(zero, |a, &b| a + b);
+            finish_row(x, target, max, sum, arg)
         }
     }
+}
+
+/// Partial sums per row (a multiple of the SIMD width for `f32`).
+const LANES: usize = 8;
+
+#[inline]
+fn finish_row<T: Float>(x: &[T], target: usize, max: T, sum: T, arg: usize) -> (f64, bool) {
     let lse = max.to_f64() + sum.to_f64().ln();
     (lse - x[target].to_f64(), arg == target)
 }
@@ -321,6 +347,20 @@ mod tests {
         // Row 0 predicts 1 (target 1: hit); row 1 predicts 0 (target 2: miss).
         let out = run_ce(&[0.0, 2.0, 1.0, 3.0, 0.0, 1.0], &[1, 2], 3, &Ctx::seq());
         assert_eq!((out.correct, out.count), (1, 2));
+    }
+
+    #[test]
+    fn train_and_eval_report_the_same_loss_bit_for_bit() {
+        let x: Vec<f32> = (0..3 * 37).map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.0).collect();
+        let dims = Dims { vocab: 37, embed: 1, hidden: 1, batch: 3, seq_len: 1, params: 0 };
+        let mut out = LossOutput::<f32>::default();
+        let mut ce = CrossEntropy::new();
+        Stage::prepare(&mut ce, &dims, &mut out).unwrap();
+        let input = LossInput { logits: &x, targets: &[0, 5, 36] };
+        ce.run(input, &mut out, &Ctx::seq()).unwrap();
+        let train = out.nll_sum;
+        ce.run(input, &mut out, &Ctx::seq().eval()).unwrap();
+        assert_eq!(train.to_bits(), out.nll_sum.to_bits());
     }
 
     #[test]
