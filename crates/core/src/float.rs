@@ -109,7 +109,8 @@ impl FastExp for f32 {
         const C2: f32 = -2.121_944_4e-4;
         // Adding and subtracting 1.5·2²³ rounds to the nearest integer without a call.
         const ROUND: f32 = 12_582_912.0;
-        let x = self.max(-87.0);
+        // A select, not `f32::max`: NaN must stay NaN so the loss can report it.
+        let x = if self < -87.0 { -87.0 } else { self };
         let n = (x * LOG2E + ROUND) - ROUND;
         let r = x - n * C1 - n * C2;
         let mut p = 1.987_569_1e-4_f32;
@@ -155,5 +156,6 @@ mod tests {
         assert_eq!(0.0f32.exp_nonpositive(), 1.0);
         assert!((-1000.0f32).exp_nonpositive() < 1e-37);
         assert_eq!((-3.5f64).exp_nonpositive(), (-3.5f64).exp());
+        assert!(f32::NAN.exp_nonpositive().is_nan());
     }
 }

@@ -54,9 +54,11 @@ use stagewise_core::{Error, Float, Result, Stage, Tape};
 /// slot, found with [`Tape::output`] at prepare time), appends its ops and leaves its logits slot
 /// as the tape's output.
 ///
-/// Implement it (an empty `impl`) for your own [`Stage`] type to drop it into the pipeline in
-/// place of [`LstmForward`].
+/// Any [`Stage`] with these input and output types is a `Forward` (blanket impl, like the other
+/// boxes), so your own type drops into the pipeline in place of [`LstmForward`].
 pub trait Forward<T: Float>: for<'a> Stage<Input<'a> = (), Output = Tape<T>> {}
+
+impl<T: Float, S> Forward<T> for S where S: for<'a> Stage<Input<'a> = (), Output = Tape<T>> {}
 
 /// The default hidden width, small enough to train on a laptop CPU in minutes.
 pub const DEFAULT_HIDDEN: usize = 128;
@@ -131,5 +133,3 @@ impl<T: Float> ForwardImpl<T> {
 
 stagewise_core::delegate_stage!(impl[T: Float] Stage for ForwardImpl<T> { Lstm }
     input<'a> = (); output = Tape<T>;);
-
-impl<T: Float> Forward<T> for ForwardImpl<T> {}

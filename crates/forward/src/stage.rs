@@ -123,5 +123,3 @@ impl<T: Float> Stage for LstmForward<T> {
         Ok(())
     }
 }
-
-impl<T: Float> Forward<T> for LstmForward<T> {}

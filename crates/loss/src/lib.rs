@@ -343,6 +343,20 @@ mod tests {
     }
 
     #[test]
+    fn a_nan_logit_anywhere_is_a_numeric_error() {
+        let dims = Dims { vocab: 20, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 0 };
+        for mode in [Ctx::seq(), Ctx::seq().eval()] {
+            let mut out = LossOutput::<f32>::default();
+            let mut ce = CrossEntropy::new();
+            Stage::prepare(&mut ce, &dims, &mut out).unwrap();
+            let mut x = [0.5f32; 20];
+            x[13] = f32::NAN;
+            let err = ce.run(LossInput { logits: &x, targets: &[2] }, &mut out, &mode).unwrap_err();
+            assert!(err.to_string().contains("numerical error"), "{err}");
+        }
+    }
+
+    #[test]
     fn accuracy_counts_argmax_hits() {
         // Row 0 predicts 1 (target 1: hit); row 1 predicts 0 (target 2: miss).
         let out = run_ce(&[0.0, 2.0, 1.0, 3.0, 0.0, 1.0], &[1, 2], 3, &Ctx::seq());

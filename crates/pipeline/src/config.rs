@@ -144,6 +144,12 @@ impl Config {
                 format!("{} is not strictly between 0 and 1", self.data.test_fraction),
             ));
         }
+        if self.generate.tokens > 0 && self.generate.prompt.trim().is_empty() {
+            return Err(Error::config(
+                "generate.prompt",
+                "is empty: give a prompt, or set generate.tokens = 0",
+            ));
+        }
         self.forward.validate()?;
         self.vectorizer.validate()?;
         Ok(())

@@ -55,7 +55,7 @@ impl Batched {
             return Err(Error::data(
                 what,
                 format!(
-                    "{} tokens are too few for one batch: {batch} streams need at least {} tokens",
+                    "{} tokens are too few for one batch: train.batch = {batch} streams need at least {} tokens",
                     ids.len(),
                     2 * batch
                 ),

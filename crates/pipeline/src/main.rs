@@ -143,16 +143,18 @@ fn run_train(args: TrainArgs) -> Result<()> {
         args.out.join("vocab.json").display(),
         outcome.checkpoint.display()
     );
-    let text = greedy_continuation(
-        &config,
-        &outcome.model.tape.params,
-        &outcome.data.tokenizer,
-        &outcome.data.vectorizer,
-        &config.generate.prompt,
-        config.generate.tokens,
-    )?;
-    println!("prompt: {}", config.generate.prompt);
-    println!("continuation: {text}");
+    if config.generate.tokens > 0 {
+        let text = greedy_continuation(
+            &config,
+            &outcome.model.tape.params,
+            &outcome.data.tokenizer,
+            &outcome.data.vectorizer,
+            &config.generate.prompt,
+            config.generate.tokens,
+        )?;
+        println!("prompt: {}", config.generate.prompt);
+        println!("continuation: {text}");
+    }
     Ok(())
 }
 

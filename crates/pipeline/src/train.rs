@@ -197,8 +197,9 @@ fn train_in_pool(
     let data = prepare_data(config)?;
     let vocab = data.vectorizer.vocab_size();
     let (batch, bptt) = (config.train.batch, config.train.bptt);
-    let train_split = Batched::new(&data.train_ids, batch, "train split")?;
-    let test_split = Batched::new(&data.test_ids, batch, "test split")?;
+    let corpus = config.data.path.display();
+    let train_split = Batched::new(&data.train_ids, batch, &format!("{corpus} (train split)"))?;
+    let test_split = Batched::new(&data.test_ids, batch, &format!("{corpus} (test split)"))?;
     let unigram_ppl = unigram_perplexity(&data.train_ids, &data.test_ids, vocab);
     let mut model = Model::<f32>::from_config(config, vocab, batch, bptt)?;
     let cx = Ctx { par: par_for_threads(threads), mode: Mode::Train, step: 0, seed: config.train.seed };
@@ -277,22 +278,29 @@ fn train_in_pool(
 }
 
 /// Appends one JSON object per epoch to a file (`metrics.jsonl`).
+///
+/// The file is (re)started only in [`Observer::on_start`], i.e. once the data and the model are
+/// ready: a run that fails on bad input leaves the previous run's metrics untouched.
 pub struct MetricsFile {
     path: PathBuf,
 }
 
 impl MetricsFile {
-    /// Starts a fresh file at `path` (an existing one is replaced: one run, one file).
+    /// An observer that will write `path` (one run, one file: an existing file is replaced when
+    /// training starts).
     pub fn create(path: PathBuf) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        std::fs::write(&path, "").map_err(|e| Error::io(&path, e))?;
         Ok(MetricsFile { path })
     }
 }
 
 impl Observer for MetricsFile {
+    fn on_start(&mut self, _info: &RunInfo) -> Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        std::fs::write(&self.path, "").map_err(|e| Error::io(&self.path, e))
+    }
+
     fn on_epoch(&mut self, m: &EpochMetrics) -> Result<()> {
         use std::io::Write;
         let line = serde_json::to_string(m).map_err(|e| Error::data("metrics", e.to_string()))?;

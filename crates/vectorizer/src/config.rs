@@ -117,8 +117,8 @@ impl Vectorizer for VectorizerImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stagewise_core::Stage;
     use stagewise_core::Error;
+    use stagewise_core::Stage;
 
     #[test]
     fn reads_toml_with_defaults() {

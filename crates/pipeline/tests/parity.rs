@@ -1,0 +1,84 @@
+//! The PyTorch parity check: the library call, its errors, and the `parity` subcommand.
+
+use crate::util::{TempDir, stagewise, texts};
+use stagewise_pipeline::parity::run_parity;
+use std::path::{Path, PathBuf};
+
+/// The CLI's default `--tol`.
+const TOL: f64 = 1e-4;
+
+const PARAMS: [&str; 7] = [
+    "embedding.weight",
+    "lstm.weight_ih_l0",
+    "lstm.weight_hh_l0",
+    "lstm.bias_ih_l0",
+    "lstm.bias_hh_l0",
+    "fc.weight",
+    "fc.bias",
+];
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_small.safetensors")
+}
+
+#[test]
+fn loss_gradients_and_three_adam_steps_match_pytorch() {
+    let report = run_parity(&fixture(), 3, None).unwrap();
+    for c in &report.comparisons {
+        assert!(c.max_abs_diff <= TOL, "{} max_abs_diff {:e} > {TOL:e}", c.name, c.max_abs_diff);
+    }
+    assert!(report.failures(TOL).is_empty());
+    assert!(report.loss.is_finite() && (report.loss - report.reference_loss).abs() <= TOL, "{report:?}");
+
+    let mut expected = vec!["loss".to_owned()];
+    expected.extend(PARAMS.iter().map(|p| format!("grad.{p}")));
+    for k in 1..=3 {
+        expected.extend(PARAMS.iter().map(|p| format!("step{k}.{p}")));
+    }
+    let mut got: Vec<String> = report.comparisons.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(got.len(), 1 + 7 + 21, "{got:?}");
+    assert_eq!(got[0], "loss");
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn truncated_file_is_an_error_naming_it() {
+    let dir = TempDir::new("parity-truncated");
+    let bytes = std::fs::read(fixture()).unwrap();
+    for (i, keep) in [bytes.len() / 2, bytes.len() - 1, 5].into_iter().enumerate() {
+        let path = dir.join(format!("cut{i}.safetensors"));
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        let err = run_parity(&path, 0, None).unwrap_err().to_string();
+        assert!(err.contains(&format!("cut{i}.safetensors")), "{keep} bytes: {err}");
+    }
+}
+
+#[test]
+fn more_adam_steps_than_the_file_has_names_the_missing_tensor() {
+    let err = run_parity(&fixture(), 5, None).unwrap_err().to_string();
+    assert!(err.contains("`step4.") && err.contains("missing"), "{err}");
+    assert!(err.contains("parity_small.safetensors"), "{err}");
+}
+
+#[test]
+fn command_prints_every_comparison_and_fails_below_tolerance() {
+    let fixture = fixture();
+    let fixture = fixture.to_str().unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+
+    let out = stagewise(here, &["parity", fixture, "--adam-steps", "3"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for prefix in ["grad.fc.weight max_abs_diff=", "step3.fc.bias max_abs_diff="] {
+        assert!(stdout.lines().any(|l| l.starts_with(prefix)), "no line `{prefix}` in:\n{stdout}");
+    }
+    assert!(stdout.contains("parity OK"), "{stdout}");
+
+    let out = stagewise(here, &["parity", fixture, "--adam-steps", "3", "--tol", "1e-12"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(!out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("parity FAILED"), "{stdout}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,19 @@
+//! Integration tests of the pipeline, ripgrep-style: one test binary, one module per concern.
+//!
+//! - [`parity`]: forward, backward and Adam against the PyTorch fixture, as a library and a command.
+//! - [`whole_model_gradient`]: the full model's gradient against finite differences, in `f64`.
+//! - [`end_to_end`]: a tiny training run, its files, and its determinism.
+//! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
+//! - [`checkpoint_safety`]: a failed save never destroys the previous checkpoint.
+
+// `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
+// the helpers the tests share, which clippy does not count as test code.
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod checkpoint_safety;
+mod cli_errors;
+mod end_to_end;
+mod parity;
+mod whole_model_gradient;
