@@ -31,17 +31,6 @@ mod linear;
 mod lstm;
 mod stage;
 
-/// The parallelism for a product whose output is `m x n`: sequential when it is a vector.
-///
-/// faer sends vector-shaped products to matrix–vector kernels; the column-major one, once the
-/// matrix has 65 536 elements (e.g. `[B=1, 4H]×[4H, H]` at H = 128), splits the *reduction*
-/// across threads and allocates a scratch buffer per call, so its last bits would depend on the
-/// thread count and a warm step would allocate. A matrix–vector product is memory-bound anyway,
-/// so running it on one thread costs little and keeps `Par::Seq` ≡ `Par::rayon(n)` bit for bit.
-pub(crate) fn par_for(m: usize, n: usize, par: stagewise_core::Par) -> stagewise_core::Par {
-    if m == 1 || n == 1 { stagewise_core::Par::Seq } else { par }
-}
-
 pub use linear::{LinearOp, linear_forward_naive};
 pub use lstm::{
     LSTM_PREFIX, LstmOp, LstmParams, LstmSlots, LstmWeights, lstm_cell_naive, lstm_forward_naive,

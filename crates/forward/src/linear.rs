@@ -1,6 +1,5 @@
 //! The Linear head (`fc`): hidden states -> logits, one GEMM over every row of the window.
 
-use crate::par_for;
 use stagewise_core::matrix::{gemm, mat, mat_mut};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
@@ -119,7 +118,7 @@ impl<T: Float> Op<T> for LinearOp {
             true,
             mat(&x.value, n, inp),
             mat(w, out, inp).transpose(),
-            par_for(n, out, par),
+            par,
         );
     }
 
@@ -135,7 +134,7 @@ impl<T: Float> Op<T> for LinearOp {
             true,
             mat(dy, n, out).transpose(),
             mat(&x.value, n, inp),
-            par_for(out, inp, par),
+            par,
         );
         let db = grads.get_mut(self.bias);
         for row in dy.chunks_exact(out) {
@@ -149,7 +148,7 @@ impl<T: Float> Op<T> for LinearOp {
                 false,
                 mat(dy, n, out),
                 mat(params.get(self.weight), out, inp),
-                par_for(n, inp, par),
+                par,
             );
         }
     }

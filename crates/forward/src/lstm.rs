@@ -13,7 +13,6 @@
 //! recurrence in reverse (one fused pass and one `[B, 4H]×[4H, H]` GEMM per step) and computes
 //! the weight gradients after the loop as large GEMMs over all steps.
 
-use crate::par_for;
 use stagewise_core::matrix::{gemm, mat, mat_mut};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
@@ -372,7 +371,7 @@ impl<T: Float> Op<T> for LstmOp {
             false,
             mat(&x.value, n, e),
             mat(w_ih, h4, e).transpose(),
-            par_for(n, h4, par),
+            par,
         );
 
         for t in 0..steps {
@@ -384,7 +383,7 @@ impl<T: Float> Op<T> for LstmOp {
                 true,
                 mat(h_prev, bsz, hd),
                 mat(w_hh, h4, hd).transpose(),
-                par_for(bsz, h4, par),
+                par,
             );
             let (c_prev, c_t) = prev_and_cur(&mut c.value, &c0.value, t, len);
             let tc_t = &mut tanh_c.value[t * len..(t + 1) * len];
@@ -432,7 +431,7 @@ impl<T: Float> Op<T> for LstmOp {
                     false,
                     mat(&dgates[rows4], bsz, h4),
                     mat(w_hh, h4, hd),
-                    par_for(bsz, hd, par),
+                    par,
                 );
             }
         }
@@ -444,7 +443,7 @@ impl<T: Float> Op<T> for LstmOp {
             true,
             dg_all.transpose(),
             mat(&x.value, n, e),
-            par_for(h4, e, par),
+            par,
         );
         let g_whh = grads.get_mut(self.params.w_hh);
         gemm(
@@ -452,7 +451,7 @@ impl<T: Float> Op<T> for LstmOp {
             true,
             mat(dgates, bsz, h4).transpose(),
             mat(&h0.value, bsz, hd),
-            par_for(h4, hd, par),
+            par,
         );
         if steps > 1 {
             let m = (steps - 1) * bsz;
@@ -461,7 +460,7 @@ impl<T: Float> Op<T> for LstmOp {
                 true,
                 mat(&dgates[bsz * h4..], m, h4).transpose(),
                 mat(&h.value, m, hd),
-                par_for(h4, hd, par),
+                par,
             );
         }
         add_column_sums(grads.get_mut(self.params.b_ih), dgates, n);
@@ -470,7 +469,7 @@ impl<T: Float> Op<T> for LstmOp {
         // Input gradient: dX = dGates·W_ih  ([T·B, 4H]×[4H, E]), overwriting.
         if !x.grad.is_empty() {
             let w_ih = params.get(self.params.w_ih);
-            gemm(mat_mut(&mut x.grad, n, e), false, dg_all, mat(w_ih, h4, e), par_for(n, e, par));
+            gemm(mat_mut(&mut x.grad, n, e), false, dg_all, mat(w_ih, h4, e), par);
         }
     }
 

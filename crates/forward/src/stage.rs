@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use stagewise_core::{Ctx, Dims, Error, Float, Result, SlotId, Stage, Tape};
 
-use crate::{Forward, LinearOp, LstmOp, LstmSlots};
+use crate::{LinearOp, LstmOp, LstmSlots};
 
 /// Name prefix of the Linear head's parameters (`fc.weight`, `fc.bias`) and its RNG stream.
 pub const FC_PREFIX: &str = "fc";
