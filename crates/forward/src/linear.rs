@@ -113,13 +113,7 @@ impl<T: Float> Op<T> for LinearOp {
         for row in y.value[..n * out].chunks_exact_mut(out) {
             row.copy_from_slice(b);
         }
-        gemm(
-            mat_mut(&mut y.value, n, out),
-            true,
-            mat(&x.value, n, inp),
-            mat(w, out, inp).transpose(),
-            par,
-        );
+        gemm(mat_mut(&mut y.value, n, out), true, mat(&x.value, n, inp), mat(w, out, inp).transpose(), par);
     }
 
     /// Reads `output.grad` `[N, out]`; accumulates `dW += dYᵀ·X`, `db += Σ_rows dY`; overwrites

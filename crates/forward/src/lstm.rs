@@ -366,25 +366,13 @@ impl<T: Float> Op<T> for LstmOp {
         let (b_ih, b_hh) = (params.get(self.params.b_ih), params.get(self.params.b_hh));
 
         // Every step's input projection in one GEMM: gates = X·W_ihᵀ  ([T·B, E]×[E, 4H]).
-        gemm(
-            mat_mut(&mut gates.value, n, h4),
-            false,
-            mat(&x.value, n, e),
-            mat(w_ih, h4, e).transpose(),
-            par,
-        );
+        gemm(mat_mut(&mut gates.value, n, h4), false, mat(&x.value, n, e), mat(w_ih, h4, e).transpose(), par);
 
         for t in 0..steps {
             let g_t = &mut gates.value[t * bsz * h4..(t + 1) * bsz * h4];
             let (h_prev, h_t) = prev_and_cur(&mut h.value, &h0.value, t, len);
             // Recurrent projection: gates_t += h_{t-1}·W_hhᵀ  ([B, H]×[H, 4H]).
-            gemm(
-                mat_mut(g_t, bsz, h4),
-                true,
-                mat(h_prev, bsz, hd),
-                mat(w_hh, h4, hd).transpose(),
-                par,
-            );
+            gemm(mat_mut(g_t, bsz, h4), true, mat(h_prev, bsz, hd), mat(w_hh, h4, hd).transpose(), par);
             let (c_prev, c_t) = prev_and_cur(&mut c.value, &c0.value, t, len);
             let tc_t = &mut tanh_c.value[t * len..(t + 1) * len];
             forward_pointwise(g_t, b_ih, b_hh, c_prev, c_t, tc_t, h_t, hd);
@@ -426,13 +414,7 @@ impl<T: Float> Op<T> for LstmOp {
             );
             if t > 0 {
                 // dh_{t-1} from the recurrence: dGates_t·W_hh  ([B, 4H]×[4H, H]).
-                gemm(
-                    mat_mut(dh_next, bsz, hd),
-                    false,
-                    mat(&dgates[rows4], bsz, h4),
-                    mat(w_hh, h4, hd),
-                    par,
-                );
+                gemm(mat_mut(dh_next, bsz, hd), false, mat(&dgates[rows4], bsz, h4), mat(w_hh, h4, hd), par);
             }
         }
 
@@ -446,13 +428,7 @@ impl<T: Float> Op<T> for LstmOp {
             par,
         );
         let g_whh = grads.get_mut(self.params.w_hh);
-        gemm(
-            mat_mut(g_whh, h4, hd),
-            true,
-            mat(dgates, bsz, h4).transpose(),
-            mat(&h0.value, bsz, hd),
-            par,
-        );
+        gemm(mat_mut(g_whh, h4, hd), true, mat(dgates, bsz, h4).transpose(), mat(&h0.value, bsz, hd), par);
         if steps > 1 {
             let m = (steps - 1) * bsz;
             gemm(
