@@ -107,11 +107,15 @@ impl FastExp for f32 {
         // ln 2 split in two so `n * C1` is exact (Cody–Waite).
         const C1: f32 = 0.693_359_4;
         const C2: f32 = -2.121_944_4e-4;
-        // Adding and subtracting 1.5·2²³ rounds to the nearest integer without a call.
+        // Adding 1.5·2²³ rounds to the nearest integer n and leaves n in the low mantissa bits of
+        // the sum, so 2^n is built with integer ops: no call, no float-to-int cast (Rust's `as` is
+        // saturating and defeats vectorisation).
         const ROUND: f32 = 12_582_912.0;
+        const ROUND_BITS: u32 = 0x4B40_0000;
         // A select, not `f32::max`: NaN must stay NaN so the loss can report it.
         let x = if self < -87.0 { -87.0 } else { self };
-        let n = (x * LOG2E + ROUND) - ROUND;
+        let shifted = x * LOG2E + ROUND;
+        let n = shifted - ROUND;
         let r = x - n * C1 - n * C2;
         let mut p = 1.987_569_1e-4_f32;
         p = p * r + 1.398_199_9e-3;
@@ -120,8 +124,9 @@ impl FastExp for f32 {
         p = p * r + 1.666_666_5e-1;
         p = p * r + 0.5;
         let e = p * r * r + r + 1.0;
-        // Scale by 2^n through the exponent bits (n is in [-126, 0] here).
-        e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        // 2^n for n in [-126, 0]: exponent field n + 127.
+        let two_n = f32::from_bits(shifted.to_bits().wrapping_sub(ROUND_BITS).wrapping_add(127) << 23);
+        e * two_n
     }
 }
 

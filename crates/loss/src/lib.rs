@@ -75,9 +75,10 @@ const ROWS_PER_TASK: usize = 16;
 /// Shapes: `x` `[V]`, `grad` `[V]`.
 #[inline]
 pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]>, scale: T) -> (f64, bool) {
-    let max = x.iter().copied().fold(x[0], Float::max);
-    // The first arg-max, as PyTorch's `argmax` (ties go to the lowest index).
-    let arg = x.iter().position(|&v| v == max).unwrap_or(0);
+    let max = row_max(x);
+    // Hit iff the target holds the maximum and no earlier id does (PyTorch's `argmax` takes the
+    // first of ties); the scan runs only when the target is a maximum, which is rare.
+    let hit = x[target] == max && !x[..target].contains(&max);
     let zero = T::from_f64(0.0);
     // Eight independent partial sums: the loop vectorises, and the order of additions is fixed, so
     // the result is the same on every run and at any thread count.
@@ -104,7 +105,7 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]
                 *gj *= k;
             }
             g[target] -= scale;
-            finish_row(x, target, max, sum, arg)
+            finish_row(x, target, max, sum, hit)
         }
         None => {
             // Same order of additions as the training path, so both report the same loss.
@@ -119,7 +120,7 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]
                 lanes[l] += (v - max).exp_nonpositive();
             }
             let sum = lanes.iter().fold(zero, |a, &b| a + b);
-            finish_row(x, target, max, sum, arg)
+            finish_row(x, target, max, sum, hit)
         }
     }
 }
@@ -128,9 +129,31 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]
 const LANES: usize = 8;
 
 #[inline]
-fn finish_row<T: Float>(x: &[T], target: usize, max: T, sum: T, arg: usize) -> (f64, bool) {
+fn finish_row<T: Float>(x: &[T], target: usize, max: T, sum: T, hit: bool) -> (f64, bool) {
     let lse = max.to_f64() + sum.to_f64().ln();
-    (lse - x[target].to_f64(), arg == target)
+    (lse - x[target].to_f64(), hit)
+}
+
+/// The largest value of a row, over eight lanes so the loop vectorises (a maximum does not depend
+/// on the order it is taken in). Plain selects, not `f32::max`: a NaN logit is caught later,
+/// because `exp_nonpositive(NaN)` is NaN.
+#[inline]
+fn row_max<T: Float>(x: &[T]) -> T {
+    let mut lanes = [x[0]; LANES];
+    let chunks = x.chunks_exact(LANES);
+    for &v in chunks.remainder() {
+        if v > lanes[0] {
+            lanes[0] = v;
+        }
+    }
+    for xs in chunks {
+        for l in 0..LANES {
+            if xs[l] > lanes[l] {
+                lanes[l] = xs[l];
+            }
+        }
+    }
+    lanes.iter().fold(lanes[0], |m, &v| if v > m { v } else { m })
 }
 
 /// The per-row work of one call, shared by the sequential and parallel paths.
