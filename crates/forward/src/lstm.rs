@@ -13,7 +13,7 @@
 //! recurrence in reverse (one fused pass and one `[B, 4H]×[4H, H]` GEMM per step) and computes
 //! the weight gradients after the loop as large GEMMs over all steps.
 
-use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::matrix::{gemm, mat, mat_mut, with_wide_simd};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
 /// PyTorch's name prefix of the layer; parameter names and slot names start with it.
@@ -259,6 +259,7 @@ fn prev_and_cur<'a, T>(all: &'a mut [T], init: &'a [T], t: usize, len: usize) ->
 /// `g` `[B, 4H]` holds the pre-activations without biases on entry and the activated gates
 /// (i, f, g, o) on exit; `c_prev` `[B, H]`; writes `c`, `tanh_c`, `h` `[B, H]`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn forward_pointwise<T: Float>(
     g: &mut [T],
     b_ih: &[T],
@@ -279,12 +280,12 @@ fn forward_pointwise<T: Float>(
         let r = b * hd..(b + 1) * hd;
         let (cp, ct, tc, ht) = (&c_prev[r.clone()], &mut c[r.clone()], &mut tanh_c[r.clone()], &mut h[r]);
         for j in 0..hd {
-            let i = (gi[j] + b_ih[j] + b_hh[j]).sigmoid();
-            let f = (gf[j] + b_ih[hd + j] + b_hh[hd + j]).sigmoid();
-            let gv = (gg[j] + b_ih[2 * hd + j] + b_hh[2 * hd + j]).tanh();
-            let o = (go[j] + b_ih[3 * hd + j] + b_hh[3 * hd + j]).sigmoid();
+            let i = (gi[j] + b_ih[j] + b_hh[j]).sigmoid_fast();
+            let f = (gf[j] + b_ih[hd + j] + b_hh[hd + j]).sigmoid_fast();
+            let gv = (gg[j] + b_ih[2 * hd + j] + b_hh[2 * hd + j]).tanh_fast();
+            let o = (go[j] + b_ih[3 * hd + j] + b_hh[3 * hd + j]).sigmoid_fast();
             let cv = f * cp[j] + i * gv;
-            let tcv = cv.tanh();
+            let tcv = cv.tanh_fast();
             (gi[j], gf[j], gg[j], go[j]) = (i, f, gv, o);
             ct[j] = cv;
             tc[j] = tcv;
@@ -299,6 +300,7 @@ fn forward_pointwise<T: Float>(
 /// `dh_out` and the recurrent gradient `dh_next` `[B, H]`; writes the pre-activation gradients
 /// `dg` `[B, 4H]` and replaces `dc` (`dc_t` from step `t+1` on entry) by `dc_{t-1}`'s share.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn backward_pointwise<T: Float>(
     g: &[T],
     tanh_c: &[T],
@@ -375,7 +377,10 @@ impl<T: Float> Op<T> for LstmOp {
             gemm(mat_mut(g_t, bsz, h4), true, mat(h_prev, bsz, hd), mat(w_hh, h4, hd).transpose(), par);
             let (c_prev, c_t) = prev_and_cur(&mut c.value, &c0.value, t, len);
             let tc_t = &mut tanh_c.value[t * len..(t + 1) * len];
-            forward_pointwise(g_t, b_ih, b_hh, c_prev, c_t, tc_t, h_t, hd);
+            with_wide_simd(
+                #[inline(always)]
+                || forward_pointwise(g_t, b_ih, b_hh, c_prev, c_t, tc_t, h_t, hd),
+            );
         }
     }
 
@@ -402,15 +407,12 @@ impl<T: Float> Op<T> for LstmOp {
             let rows4 = t * bsz * h4..(t + 1) * bsz * h4;
             let rows = t * len..(t + 1) * len;
             let c_prev = if t == 0 { &c0.value[..len] } else { &c.value[(t - 1) * len..t * len] };
-            backward_pointwise(
-                &gates.value[rows4.clone()],
-                &tanh_c.value[rows.clone()],
-                c_prev,
-                &h.grad[rows],
-                dh_next,
-                dc_next,
-                &mut dgates[rows4.clone()],
-                hd,
+            let (g_t, tc_t, dh_out) =
+                (&gates.value[rows4.clone()], &tanh_c.value[rows.clone()], &h.grad[rows]);
+            let dg_t = &mut dgates[rows4.clone()];
+            with_wide_simd(
+                #[inline(always)]
+                || backward_pointwise(g_t, tc_t, c_prev, dh_out, dh_next, dc_next, dg_t, hd),
             );
             if t > 0 {
                 // dh_{t-1} from the recurrence: dGates_t·W_hh  ([B, 4H]×[4H, H]).

@@ -12,6 +12,7 @@
 //! over exactly the tokens they mean (a window, an epoch, a whole test split).
 
 use rayon::prelude::*;
+use stagewise_core::matrix::with_wide_simd;
 use stagewise_core::{Ctx, Dims, Error, Float, Mode, Par, Result, Stage};
 
 /// What the loss reads: `logits` `[N, V]` row-major and `targets` `[N]` for the current window.
@@ -73,7 +74,7 @@ const ROWS_PER_TASK: usize = 16;
 /// `(softmax − onehot) * scale` into it.
 ///
 /// Shapes: `x` `[V]`, `grad` `[V]`.
-#[inline]
+#[inline(always)]
 pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]>, scale: T) -> (f64, bool) {
     let max = row_max(x);
     // Hit iff the target holds the maximum and no earlier id does (PyTorch's `argmax` takes the
@@ -128,7 +129,7 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize, grad: Option<&mut [T]
 /// Partial sums per row (a multiple of the SIMD width for `f32`).
 const LANES: usize = 8;
 
-#[inline]
+#[inline(always)]
 fn finish_row<T: Float>(x: &[T], target: usize, max: T, sum: T, hit: bool) -> (f64, bool) {
     let lse = max.to_f64() + sum.to_f64().ln();
     (lse - x[target].to_f64(), hit)
@@ -137,15 +138,11 @@ fn finish_row<T: Float>(x: &[T], target: usize, max: T, sum: T, hit: bool) -> (f
 /// The largest value of a row, over eight lanes so the loop vectorises (a maximum does not depend
 /// on the order it is taken in). Plain selects, not `f32::max`: a NaN logit is caught later,
 /// because `exp_nonpositive(NaN)` is NaN.
-#[inline]
+#[inline(always)]
 fn row_max<T: Float>(x: &[T]) -> T {
     let mut lanes = [x[0]; LANES];
     let chunks = x.chunks_exact(LANES);
-    for &v in chunks.remainder() {
-        if v > lanes[0] {
-            lanes[0] = v;
-        }
-    }
+    let rest = chunks.remainder();
     for xs in chunks {
         for l in 0..LANES {
             if xs[l] > lanes[l] {
@@ -153,7 +150,10 @@ fn row_max<T: Float>(x: &[T]) -> T {
             }
         }
     }
-    lanes.iter().fold(lanes[0], |m, &v| if v > m { v } else { m })
+    // The tail after the lanes are folded: touching a lane before the loop keeps the compiler
+    // from keeping the lanes in one vector register.
+    let lanes_max = lanes.iter().fold(lanes[0], |m, &v| if v > m { v } else { m });
+    rest.iter().fold(lanes_max, |m, &v| if v > m { v } else { m })
 }
 
 /// The per-row work of one call, shared by the sequential and parallel paths.
@@ -168,10 +168,16 @@ impl<T: Float> RowTask<T> {
     /// Rows `x` `[n, V]` -> per-row NLL, hit, and (training) gradient rows `g` `[n, V]`.
     fn rows(&self, x: &[T], g: &mut [T], nll: &mut [f64], ok: &mut [bool], targets: &[u32]) {
         let v = self.vocab;
-        for ((((xr, gr), l), c), &t) in x.chunks(v).zip(g.chunks_mut(v)).zip(nll).zip(ok).zip(targets) {
-            (*l, *c) =
-                cross_entropy_row(xr, t as usize, if self.train { Some(gr) } else { None }, self.scale);
-        }
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                for ((((xr, gr), l), c), &t) in x.chunks(v).zip(g.chunks_mut(v)).zip(nll).zip(ok).zip(targets)
+                {
+                    let grad = if self.train { Some(gr) } else { None };
+                    (*l, *c) = cross_entropy_row(xr, t as usize, grad, self.scale);
+                }
+            },
+        )
     }
 }
 
