@@ -272,6 +272,9 @@ fn forward_pointwise<T: Float>(
 ) {
     let h4 = 4 * hd;
     let rows = c.len() / hd;
+    // Every slice cut to exactly `hd` up front, so the loop has no bounds checks and vectorises.
+    let bias = |k: usize| (&b_ih[k * hd..(k + 1) * hd], &b_hh[k * hd..(k + 1) * hd]);
+    let ((bii, bhi), (bif, bhf), (big, bhg), (bio, bho)) = (bias(0), bias(1), bias(2), bias(3));
     for b in 0..rows {
         let gr = &mut g[b * h4..(b + 1) * h4];
         let (gi, rest) = gr.split_at_mut(hd);
@@ -279,11 +282,12 @@ fn forward_pointwise<T: Float>(
         let (gg, go) = rest.split_at_mut(hd);
         let r = b * hd..(b + 1) * hd;
         let (cp, ct, tc, ht) = (&c_prev[r.clone()], &mut c[r.clone()], &mut tanh_c[r.clone()], &mut h[r]);
+        let go = &mut go[..hd];
         for j in 0..hd {
-            let i = (gi[j] + b_ih[j] + b_hh[j]).sigmoid_fast();
-            let f = (gf[j] + b_ih[hd + j] + b_hh[hd + j]).sigmoid_fast();
-            let gv = (gg[j] + b_ih[2 * hd + j] + b_hh[2 * hd + j]).tanh_fast();
-            let o = (go[j] + b_ih[3 * hd + j] + b_hh[3 * hd + j]).sigmoid_fast();
+            let i = (gi[j] + bii[j] + bhi[j]).sigmoid_fast();
+            let f = (gf[j] + bif[j] + bhf[j]).sigmoid_fast();
+            let gv = (gg[j] + big[j] + bhg[j]).tanh_fast();
+            let o = (go[j] + bio[j] + bho[j]).sigmoid_fast();
             let cv = f * cp[j] + i * gv;
             let tcv = cv.tanh_fast();
             (gi[j], gf[j], gg[j], go[j]) = (i, f, gv, o);
