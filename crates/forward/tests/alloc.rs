@@ -1,59 +1,16 @@
 //! A warm forward + backward of the stage allocates nothing (ARCHITECTURE.md, "Numbers, speed,
 //! determinism"): every buffer is a slot declared at prepare time.
 
-// A global allocator is the one place a counting test needs `unsafe`.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use stagewise_core::{Ctx, Dims, Rng, Stage, Tape};
 use stagewise_forward::LstmForward;
-
-/// Counts allocations made by the thread that switched counting on.
-struct Counting;
-
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static ON: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON.with(Cell::get) {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ON.with(Cell::get) {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use stagewise_testkit::alloc::{Counting, count_allocations};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 /// Allocations made by `f` on this thread.
 fn count(f: impl FnOnce()) -> usize {
-    COUNT.store(0, Ordering::Relaxed);
-    ON.with(|on| on.set(true));
-    f();
-    ON.with(|on| on.set(false));
-    COUNT.load(Ordering::Relaxed)
+    count_allocations(f).0
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //!
 //! - [`check_tape_gradients`]: the finite-difference check every op's VJP must pass, in `f64`.
 //! - [`dims_strategy`]: small random model sizes for property tests.
+//! - [`alloc`]: a counting global allocator, for the "a warm step allocates nothing" tests.
+
+pub mod alloc;
 
 use proptest::prelude::*;
 use stagewise_core::{Par, Rng, SlotId, Tape};
