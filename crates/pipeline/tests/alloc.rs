@@ -2,6 +2,9 @@
 //! (ARCHITECTURE.md, "Numbers, speed, determinism"). Its own test binary, because the counting
 //! allocator is global.
 
+// Test helpers outside `#[test]` functions: clippy.toml only exempts the latter.
+#![allow(clippy::unwrap_used)]
+
 use stagewise_core::{Ctx, Par, Rng};
 use stagewise_embedding::EmbeddingConfig;
 use stagewise_forward::ForwardConfig;
