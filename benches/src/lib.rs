@@ -281,10 +281,16 @@ impl PreparedModel {
         let mut ce = CrossEntropy::new();
         ce.prepare(&dims, &mut loss).expect("preparing the loss");
         let logits = tape.output().expect("the forward stage sets the logits slot");
-        let input =
-            LossInput { logits: &tape.acts.slot(logits).value[..cfg.rows() * cfg.vocab], targets: &targets };
+        let saved = tape.acts.slot(logits).value.clone();
+        let input = LossInput {
+            logits: &mut tape.acts.slot_mut(logits).value[..cfg.rows() * cfg.vocab],
+            targets: &targets,
+        };
         ce.run(input, &mut loss, &cx).expect("scoring the bench window");
-        backward.run(&mut loss.dlogits, &mut tape, &cx).expect("the backward sweep");
+        // The loss wrote dL/dlogits over the logits; that buffer seeds backward, and the logits
+        // are put back for the benches that read them.
+        let mut seed = std::mem::replace(&mut tape.acts.slot_mut(logits).value, saved);
+        backward.run(&mut seed, &mut tape, &cx).expect("the backward sweep");
         PreparedModel { dims, tape, embedding, forward, inputs, targets }
     }
 

@@ -13,9 +13,10 @@
 
 use stagewise_core::{Ctx, Dims, Error, Float, Result, Stage, Tape};
 
-/// The backward box's contract: the seed gradient (`dlogits`, `[N_max, V]`) in, the tape's
-/// gradients out. The seed buffer may be swapped into the tape instead of copied, so its contents
-/// afterwards are unspecified (it stays the same length).
+/// The backward box's contract: the seed gradient (`dlogits`, `[N_max, V]`, e.g. the logits
+/// buffer the loss overwrote with its gradient) in, the tape's gradients out. The seed buffer may
+/// be swapped into the tape instead of copied, so its contents afterwards are unspecified (it
+/// stays the same length).
 pub trait Backward<T: Float>: for<'a> Stage<Input<'a> = &'a mut Vec<T>, Output = Tape<T>> {}
 
 impl<T: Float, S> Backward<T> for S where S: for<'a> Stage<Input<'a> = &'a mut Vec<T>, Output = Tape<T>> {}

@@ -116,7 +116,8 @@ where
         })
     }
 
-    /// The logits of the last forward pass, `[rows, V]`.
+    /// The logits of the last [`Model::eval_window`] or [`Model::predict`], `[rows, V]`. (A
+    /// training step's loss overwrites them with their gradient, which backward then consumes.)
     pub fn logits(&self) -> &[T] {
         match self.tape.output() {
             Some(out) => &self.tape.acts.slot(out).value[..self.tape.acts.rows() * self.dims.vocab],
@@ -132,10 +133,8 @@ where
         self.forward.run((), &mut self.tape, cx)?;
         self.clock.lap(1, started);
         let rows = self.tape.acts.rows();
-        let logits = match self.tape.output() {
-            Some(out) => &self.tape.acts.slot(out).value[..rows * self.dims.vocab],
-            None => return Err(Error::config("forward", "no output slot")),
-        };
+        let out = self.tape.output().ok_or_else(|| Error::config("forward", "no output slot"))?;
+        let logits = &mut self.tape.acts.slot_mut(out).value[..rows * self.dims.vocab];
         self.loss.run(LossInput { logits, targets: w.targets }, &mut self.loss_out, cx)?;
         self.clock.lap(2, started);
         Ok(())
@@ -147,7 +146,14 @@ where
         let cx = Ctx { mode: Mode::Train, step: self.opt_state.step, ..*cx };
         let mut t = Instant::now();
         self.forward_loss(w, &cx, &mut t)?;
-        self.backward.run(&mut self.loss_out.dlogits, &mut self.tape, &cx)?;
+        // The loss wrote dL/dlogits over the logits. Hand that buffer to backward as the seed: it is
+        // moved, not copied (`take` leaves an empty `Vec`, which allocates nothing), and backward
+        // swaps it into the slot's gradient, handing back a buffer of the same size to restore.
+        let out = self.tape.output().ok_or_else(|| Error::config("forward", "no output slot"))?;
+        let mut seed = std::mem::take(&mut self.tape.acts.slot_mut(out).value);
+        let swept = self.backward.run(&mut seed, &mut self.tape, &cx);
+        self.tape.acts.slot_mut(out).value = seed;
+        swept?;
         self.clock.lap(3, &mut t);
         let update = Update { params: &mut self.tape.params, grads: &self.tape.grads };
         self.optimizer.run(update, &mut self.opt_state, &cx)?;

@@ -36,7 +36,7 @@ fn mean_loss(model: &mut Model<f64>, ids: &[u32], targets: &[u32], cx: &Ctx) -> 
     model.embedding.run(ids, &mut model.tape, cx).unwrap();
     model.forward.run((), &mut model.tape, cx).unwrap();
     let out = model.tape.output().unwrap();
-    let logits = &model.tape.acts.slot(out).value[..T * B * V];
+    let logits = &mut model.tape.acts.slot_mut(out).value[..T * B * V];
     model.loss.run(LossInput { logits, targets }, &mut model.loss_out, cx).unwrap();
     model.loss_out.mean()
 }
@@ -66,7 +66,11 @@ fn full_model_gradient_matches_finite_differences_of_the_mean_loss() {
     let cx = Ctx { mode: Mode::Train, ..Ctx::seq() };
     let loss = mean_loss(&mut model, &ids, &targets, &cx);
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
-    model.backward.run(&mut model.loss_out.dlogits, &mut model.tape, &cx).unwrap();
+    // In training the loss wrote dL/dlogits over the logits: that buffer is the backward seed.
+    let out = model.tape.output().unwrap();
+    let mut seed = std::mem::take(&mut model.tape.acts.slot_mut(out).value);
+    model.backward.run(&mut seed, &mut model.tape, &cx).unwrap();
+    model.tape.acts.slot_mut(out).value = seed;
     let analytic = model.tape.grads.as_slice().to_vec();
     assert!(analytic.iter().map(|g| g * g).sum::<f64>().sqrt() > 1e-3, "gradient is (almost) zero");
 
