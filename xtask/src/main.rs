@@ -8,10 +8,14 @@
 //!   run from the workspace root, and exits with the child's exit code.
 //! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpus
 //!   `data/shakespeare.txt`; see [`data`].
+//! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
+//!   tokens/s, MFU and peak memory, side by side with PyTorch; see [`bench`].
 //!
 //! Invoked through the alias in `.cargo/config.toml`.
 
+mod bench;
 mod data;
+mod flat_json;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Measure GEMM peak, tokens/s, MFU and peak memory (optionally side by side with PyTorch);
+    /// prints a table, writes JSON and updates docs/results.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -77,6 +84,7 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Eval(p) => forward(&root, "eval", &p.args),
         Task::Data { check: true } => data::check(&root).map(|()| 0),
         Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
+        Task::Bench(args) => bench::run(&root, &args),
     }
 }
 
@@ -158,6 +166,26 @@ mod tests {
         assert!(matches!(parse(&["data"])?, Task::Data { check: false }));
         assert!(matches!(parse(&["data", "--check"])?, Task::Data { check: true }));
         assert!(parse(&["data", "--bogus"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn bench_flags_parse() -> Result<(), clap::Error> {
+        match parse(&["bench", "--json", "out.json", "--torch", "/usr/bin/python3", "--quick"])? {
+            Task::Bench(a) => {
+                assert_eq!(a.json, Some(PathBuf::from("out.json")));
+                assert_eq!(a.torch, Some(OsString::from("/usr/bin/python3")));
+                assert!(a.quick && a.windows.is_none() && !a.no_docs);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse(&["bench", "--windows", "20", "--repeats", "5", "--warmup", "0", "--no-docs"])? {
+            Task::Bench(a) => {
+                assert_eq!((a.windows, a.repeats, a.warmup, a.no_docs), (Some(20), Some(5), Some(0), true))
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse(&["bench", "--windows", "x"]).is_err());
         Ok(())
     }
 }

@@ -10,9 +10,11 @@
 //!   generic over every box so your own type can replace any of them.
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint).
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
+//! - [`bench`]: GEMM and tokens/s measurements behind `cargo xtask bench`.
 //!
 //! The `stagewise` binary (`cargo xtask train`) is a thin command line over these.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

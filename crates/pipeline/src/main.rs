@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use stagewise_core::{Ctx, Error, Mode, Params, Result, par_for_threads};
 use stagewise_pipeline::Model;
+use stagewise_pipeline::bench::{BenchMode, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::config::Config;
 use stagewise_pipeline::data::Batched;
@@ -38,6 +39,47 @@ enum Command {
     Generate(GenerateArgs),
     /// Score a trained checkpoint on the test split of a corpus.
     Eval(EvalArgs),
+    /// Time f32 GEMM through faer; prints one JSON line (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchGemm(BenchGemmArgs),
+    /// Time training or inference windows; prints one JSON line (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchRun(BenchRunArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchGemmArgs {
+    /// Matrix side N: times an N x N by N x N product.
+    #[arg(long)]
+    size: usize,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Timed products after one warm-up; the best is reported as `gflops`.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+}
+
+#[derive(clap::Args)]
+struct BenchRunArgs {
+    /// A TOML config (its file stem names the run: `configs/large.toml` -> `large`).
+    #[arg(long)]
+    config: PathBuf,
+    /// The UTF-8 corpus (default: the config's `data.path`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// `train` (whole cycles) or `infer` (embed + forward only).
+    #[arg(long, value_enum, default_value_t = BenchMode::Train)]
+    mode: BenchMode,
+    /// Timed windows.
+    #[arg(long, default_value_t = 10)]
+    windows: usize,
+    /// Untimed warm-up windows first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
 }
 
 #[derive(clap::Args)]
@@ -230,6 +272,27 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     })
 }
 
+fn run_bench_gemm(args: BenchGemmArgs) -> Result<()> {
+    let report = run_gemm(args.size, args.threads, args.repeats)?;
+    println!("{}", json_line(&report)?);
+    Ok(())
+}
+
+fn run_bench_run(args: BenchRunArgs) -> Result<()> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(path) = args.data {
+        config.data.path = path;
+    }
+    let name = config_name(&args.config);
+    let report = run_model(&config, &name, args.threads, args.mode, args.windows, args.warmup)?;
+    println!("{}", json_line(&report)?);
+    Ok(())
+}
+
+fn json_line(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::data("bench report", e.to_string()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -237,6 +300,8 @@ fn main() -> ExitCode {
         Command::Parity(a) => run_parity_cmd(a),
         Command::Generate(a) => run_generate(a).map(|()| true),
         Command::Eval(a) => run_eval(a).map(|()| true),
+        Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
+        Command::BenchRun(a) => run_bench_run(a).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

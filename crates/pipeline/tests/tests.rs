@@ -12,6 +12,7 @@
 
 mod util;
 
+mod bench_cli;
 mod checkpoint_safety;
 mod cli_errors;
 mod end_to_end;
