@@ -1,6 +1,6 @@
 //! The Linear head (`fc`): hidden states -> logits, one GEMM over every row of the window.
 
-use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::matrix::{gemm, mat, mat_mut, with_wide_simd};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
 /// `y = x·Wᵀ + b` in plain loops: the algorithmic reference for [`LinearOp::forward`].
@@ -109,11 +109,20 @@ impl<T: Float> Op<T> for LinearOp {
         let [x, y] = acts.slots_mut([self.input, self.output]);
         let w = params.get(self.weight);
         let b = params.get(self.bias);
-        // y = b (broadcast over rows), then y += x·Wᵀ  ([N, in]×[in, out]).
-        for row in y.value[..n * out].chunks_exact_mut(out) {
-            row.copy_from_slice(b);
-        }
-        gemm(mat_mut(&mut y.value, n, out), true, mat(&x.value, n, inp), mat(w, out, inp).transpose(), par);
+        // y = x·Wᵀ  ([N, in]×[in, out]), then y += b on every row. (Copying b into every row and
+        // letting the GEMM accumulate was measured slower: a plain copy of the largest buffer,
+        // then a GEMM epilogue that must read it back.)
+        gemm(mat_mut(&mut y.value, n, out), false, mat(&x.value, n, inp), mat(w, out, inp).transpose(), par);
+        with_wide_simd(
+            #[inline(always)]
+            || {
+                for row in y.value[..n * out].chunks_exact_mut(out) {
+                    for (v, bias) in row.iter_mut().zip(b) {
+                        *v += *bias;
+                    }
+                }
+            },
+        );
     }
 
     /// Reads `output.grad` `[N, out]`; accumulates `dW += dYᵀ·X`, `db += Σ_rows dY`; overwrites
