@@ -345,7 +345,7 @@ fn backward_pointwise<T: Float>(
             *d = *a + *b;
         }
         for (c, (dh, (o, t))) in dcr.iter_mut().zip(do_.iter().zip(go.iter().zip(tc))) {
-            *c = *c + *dh * *o * (one - *t * *t);
+            *c += *dh * *o * (one - *t * *t);
         }
         for (d, (dcv, (gv, i))) in di.iter_mut().zip(dcr.iter().zip(gg.iter().zip(gi))) {
             *d = *dcv * *gv * *i * (one - *i);
@@ -360,7 +360,7 @@ fn backward_pointwise<T: Float>(
             *d = *d * *t * *o * (one - *o);
         }
         for (c, f) in dcr.iter_mut().zip(gf) {
-            *c = *c * *f;
+            *c *= *f;
         }
     }
 }
