@@ -227,11 +227,9 @@ struct Loaded {
 fn load_checkpoint(path: &std::path::Path) -> Result<Loaded> {
     let ck = Checkpoint::load(path)?;
     let config = Config::from_toml(&ck.config_toml, &format!("{} (embedded config)", path.display()))?;
-    let tmp = std::env::temp_dir().join(format!("stagewise-vocab-{}.json", std::process::id()));
-    std::fs::write(&tmp, &ck.vocab_json).map_err(|e| Error::io(&tmp, e))?;
-    let vectorizer = config.vectorizer.load(&tmp);
-    std::fs::remove_file(&tmp).ok();
-    Ok(Loaded { vectorizer: vectorizer?, params: Params::from_parts(ck.layout, ck.params)?, config })
+    let vectorizer =
+        config.vectorizer.from_json(&ck.vocab_json, &format!("{} (embedded vocabulary)", path.display()))?;
+    Ok(Loaded { vectorizer, params: Params::from_parts(ck.layout, ck.params)?, config })
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {

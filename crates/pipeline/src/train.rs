@@ -258,9 +258,8 @@ fn train_in_pool(
         }
         epochs.push(m);
     }
-    let vocab_path = out_dir.join("vocab.json");
-    data.vectorizer.save(&vocab_path)?;
-    let vocab_json = std::fs::read_to_string(&vocab_path).map_err(|e| Error::io(&vocab_path, e))?;
+    data.vectorizer.save(out_dir.join("vocab.json"))?;
+    let vocab_json = data.vectorizer.to_json();
     let checkpoint = out_dir.join("model.ckpt");
     Checkpoint {
         config_toml: config.to_toml(),

@@ -1,6 +1,6 @@
 //! The run-time face: the config table that picks a vectorizer, and the enum it produces.
 
-use crate::{Vectorizer, VocabTrainer, VocabVectorizer};
+use crate::{Vectorizer, Vocab, VocabTrainer, VocabVectorizer};
 use serde::{Deserialize, Serialize};
 use stagewise_core::Result;
 use std::path::Path;
@@ -57,6 +57,16 @@ impl VectorizerConfig {
             VectorizerConfig::Vocab { .. } => VocabVectorizer::load(path).map(VectorizerImpl::Vocab),
         }
     }
+
+    /// Like [`VectorizerConfig::load`], from the file's text (e.g. the copy a checkpoint embeds);
+    /// `context` names where the text came from in errors.
+    pub fn from_json(&self, text: &str, context: &str) -> Result<VectorizerImpl> {
+        match self {
+            VectorizerConfig::Vocab { .. } => {
+                Vocab::from_json(text, context).map(|v| VectorizerImpl::Vocab(VocabVectorizer::new(v)))
+            }
+        }
+    }
 }
 
 /// Every built-in vectorizer, chosen at run time from a [`VectorizerConfig`].
@@ -75,6 +85,13 @@ impl VectorizerImpl {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         match self {
             VectorizerImpl::Vocab(v) => v.save(path),
+        }
+    }
+
+    /// The text [`VectorizerImpl::save`] writes, for embedding in a checkpoint.
+    pub fn to_json(&self) -> String {
+        match self {
+            VectorizerImpl::Vocab(v) => v.vocab().to_json(),
         }
     }
 }
@@ -153,5 +170,15 @@ mod tests {
         assert_eq!((v.name(), v.vocab_size(), v.id_of("b"), v.id_of("a")), ("vocab", 3, 1, 2));
         let direct = VocabTrainer::default().fit(&tokens).expect("fits");
         assert_eq!(v, VectorizerImpl::from(direct));
+    }
+
+    #[test]
+    fn json_text_round_trips_and_bad_text_names_its_source() {
+        let tokens: Vec<String> = "b a b c".split(' ').map(String::from).collect();
+        let config = VectorizerConfig::default();
+        let v = config.fit(&tokens).expect("fits");
+        assert_eq!(config.from_json(&v.to_json(), "ckpt").expect("parses"), v);
+        let err = config.from_json("{not json", "model.ckpt (embedded vocabulary)").unwrap_err().to_string();
+        assert!(err.contains("model.ckpt (embedded vocabulary)"), "{err}");
     }
 }
