@@ -11,6 +11,7 @@
 //!   stage walks in reverse, with the activation buffers ([`Activations`], [`Slot`]).
 //! - [`Params`], [`Grads`], [`Moments`]: flat arenas with PyTorch names ([`ParamLayout`]).
 //! - [`Float`]: `f32` to train, `f64` to check gradients; [`matrix`]: faer views and GEMM.
+//! - [`rows`]: bias add and bias-gradient column sums, split across threads without changing a bit.
 //! - [`Rng`]: per-stage seeded random streams; [`Error`]: one error type naming file, line, field.
 
 mod error;
@@ -18,6 +19,7 @@ mod float;
 pub mod matrix;
 mod params;
 mod rng;
+pub mod rows;
 mod stage;
 mod tape;
 

@@ -18,19 +18,29 @@ pub fn mat_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> MatMut<'_,
     MatMut::from_row_major_slice_mut(&mut data[..rows * cols], rows, cols)
 }
 
+/// Products below this many multiply-adds (`m·n·k`) run on one thread: 8 Mi, between the seed's
+/// recurrence products (2 Mi, faster sequential) and the large configuration's (64 Mi, faster on
+/// two threads), measured on the project's 2-core machine.
+pub const SEQUENTIAL_BELOW_MACS: usize = 8 << 20;
+
 /// `dst = a·b` (`accumulate == false`) or `dst += a·b` (`true`), through faer.
 ///
 /// Two things are done around faer's call, both measured:
 /// - A product whose output is a single row or column runs sequentially: faer splits such
 ///   matrix–vector sums across threads, which changes the rounding with the thread count (and
 ///   allocates scratch). Our results must be bit-identical at any thread count.
+/// - So does a product of fewer than [`SEQUENTIAL_BELOW_MACS`] multiply-adds: splitting it costs
+///   more than it saves (the seed's per-step `[32, 512]×[512, 128]` recurrence product took 78 µs
+///   on two threads, 31 µs on one). faer's split of a matrix product never splits the sum over
+///   `k`, so this changes no result.
 /// - Afterwards the upper halves of the AVX registers are cleared (`vzeroupper`). faer's kernels
 ///   leave them dirty; on Intel cores every later SSE-encoded instruction (our element-wise loops,
 ///   libm's `exp`) then pays a merge penalty — 60× slower `exp` was measured on this machine.
 #[inline]
 pub fn gemm<T: Float>(dst: MatMut<'_, T>, accumulate: bool, a: MatRef<'_, T>, b: MatRef<'_, T>, par: Par) {
     let beta = if accumulate { Accum::Add } else { Accum::Replace };
-    let par = if dst.nrows() == 1 || dst.ncols() == 1 { Par::Seq } else { par };
+    let small = dst.nrows() * dst.ncols() * a.ncols() < SEQUENTIAL_BELOW_MACS;
+    let par = if dst.nrows() == 1 || dst.ncols() == 1 || small { Par::Seq } else { par };
     faer::linalg::matmul::matmul(dst, beta, a, b, T::from_f64(1.0), par);
     clear_upper_vector_state();
 }
@@ -95,16 +105,24 @@ mod tests {
     }
 }
 
-/// Runs `f` compiled for AVX2 + FMA when the processor has them, and as is otherwise.
+/// Runs `f` compiled for AVX-512 (or else AVX2 + FMA) when the processor has it, and as is
+/// otherwise.
 ///
 /// Element-wise kernels (softmax, LSTM gates) are plain loops the compiler vectorises; built for
 /// the x86-64 baseline they get 4-wide SSE2. Called inside this wrapper (and inlined into it, so
-/// mark the kernel `#[inline(always)]`), the same loop is compiled for 8-wide AVX2 as well and the
-/// faster copy is picked at run time, so the binary still runs on any x86-64. Results are
-/// bit-identical either way: Rust never contracts `a * b + c` into an FMA by itself, and every
-/// other operation is IEEE-exact in both instruction sets.
+/// mark the kernel `#[inline(always)]`), the same loop is also compiled for 16-wide AVX-512 and
+/// 8-wide AVX2, and the widest the processor runs is picked at run time, so the binary still runs
+/// on any x86-64. Results are bit-identical either way: Rust never contracts `a * b + c` into an
+/// FMA by itself, every other operation is IEEE-exact in every instruction set, and the kernels fix
+/// their own order of additions (e.g. eight partial sums) rather than leaving it to the width.
 #[inline(always)]
 pub fn with_wide_simd<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        #[allow(unsafe_code)]
+        // SAFETY: AVX-512F was detected just above, the only requirement of `avx512`.
+        return unsafe { avx512(f) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         #[allow(unsafe_code)]
@@ -118,5 +136,12 @@ pub fn with_wide_simd<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn avx2_fma<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }

@@ -1,6 +1,7 @@
 //! The Linear head (`fc`): hidden states -> logits, one GEMM over every row of the window.
 
-use stagewise_core::matrix::{gemm, mat, mat_mut, with_wide_simd};
+use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::rows::{add_column_sums, add_to_rows};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
 /// `y = x·Wᵀ + b` in plain loops: the algorithmic reference for [`LinearOp::forward`].
@@ -113,16 +114,7 @@ impl<T: Float> Op<T> for LinearOp {
         // letting the GEMM accumulate was measured slower: a plain copy of the largest buffer,
         // then a GEMM epilogue that must read it back.)
         gemm(mat_mut(&mut y.value, n, out), false, mat(&x.value, n, inp), mat(w, out, inp).transpose(), par);
-        with_wide_simd(
-            #[inline(always)]
-            || {
-                for row in y.value[..n * out].chunks_exact_mut(out) {
-                    for (v, bias) in row.iter_mut().zip(b) {
-                        *v += *bias;
-                    }
-                }
-            },
-        );
+        add_to_rows(&mut y.value[..n * out], b, par);
     }
 
     /// Reads `output.grad` `[N, out]`; accumulates `dW += dYᵀ·X`, `db += Σ_rows dY`; overwrites
@@ -139,12 +131,7 @@ impl<T: Float> Op<T> for LinearOp {
             mat(&x.value, n, inp),
             par,
         );
-        let db = grads.get_mut(self.bias);
-        for row in dy.chunks_exact(out) {
-            for (a, &v) in db.iter_mut().zip(row) {
-                *a += v;
-            }
-        }
+        add_column_sums(grads.get_mut(self.bias), dy, n, par);
         if !x.grad.is_empty() {
             gemm(
                 mat_mut(&mut x.grad, n, inp),

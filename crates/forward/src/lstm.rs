@@ -14,6 +14,7 @@
 //! the weight gradients after the loop as large GEMMs over all steps.
 
 use stagewise_core::matrix::{gemm, mat, mat_mut, with_wide_simd};
+use stagewise_core::rows::add_column_sums;
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
 /// PyTorch's name prefix of the layer; parameter names and slot names start with it.
@@ -365,17 +366,6 @@ fn backward_pointwise<T: Float>(
     }
 }
 
-/// Adds the column sums of the first `rows` rows of `m` (`[rows, cols]`) to `acc`, in row order
-/// so the result is the same at any thread count.
-fn add_column_sums<T: Float>(acc: &mut [T], m: &[T], rows: usize) {
-    let cols = acc.len();
-    for row in m[..rows * cols].chunks_exact(cols) {
-        for (a, &v) in acc.iter_mut().zip(row) {
-            *a += v;
-        }
-    }
-}
-
 impl<T: Float> Op<T> for LstmOp {
     fn name(&self) -> &str {
         LSTM_PREFIX
@@ -469,8 +459,8 @@ impl<T: Float> Op<T> for LstmOp {
                 par,
             );
         }
-        add_column_sums(grads.get_mut(self.params.b_ih), dgates, n);
-        add_column_sums(grads.get_mut(self.params.b_hh), dgates, n);
+        add_column_sums(grads.get_mut(self.params.b_ih), dgates, n, par);
+        add_column_sums(grads.get_mut(self.params.b_hh), dgates, n, par);
 
         // Input gradient: dX = dGates·W_ih  ([T·B, 4H]×[4H, E]), overwriting.
         if !x.grad.is_empty() {
