@@ -463,8 +463,16 @@ impl<T: Float> Op<T> for LstmOp {
             );
         }
         add_transposed(grads.get_mut(self.params.w_hh), dw_t, h4, hd, par);
-        add_column_sums(grads.get_mut(self.params.b_ih), dgates, n, par);
-        add_column_sums(grads.get_mut(self.params.b_hh), dgates, n, par);
+        // Both biases get the same gradient, Σ_rows dGates: summed once into the scratch (from
+        // zero, so bit-identical to summing into each), then added to each.
+        let bias_sum = &mut dw_t[..h4];
+        bias_sum.fill(T::from_f64(0.0));
+        add_column_sums(bias_sum, dgates, n, par);
+        for id in [self.params.b_ih, self.params.b_hh] {
+            for (g, s) in grads.get_mut(id).iter_mut().zip(bias_sum.iter()) {
+                *g += *s;
+            }
+        }
 
         // Input gradient: dX = dGates·W_ih  ([T·B, 4H]×[4H, E]), overwriting.
         if !x.grad.is_empty() {
