@@ -4,7 +4,11 @@
 //! matrix products run in faer's kernels, writing into preallocated outputs.
 
 use crate::Float;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, Par};
+
+/// faer's matrix views, re-exported so crates that cut our buffers into blocks need not depend on
+/// faer themselves.
+pub use faer::{MatMut, MatRef};
 
 /// A row-major `rows x cols` view of `data[..rows * cols]`.
 #[inline]

@@ -29,6 +29,7 @@
 
 mod linear;
 mod lstm;
+mod lstm_cell;
 mod stage;
 
 pub use linear::{LinearOp, linear_forward_naive};

@@ -13,7 +13,8 @@
 //! recurrence in reverse (one fused pass and one `[B, 4H]×[4H, H]` GEMM per step) and computes
 //! the weight gradients after the loop as large GEMMs over all steps.
 
-use stagewise_core::matrix::{gemm, mat, mat_mut, with_wide_simd};
+use crate::lstm_cell::{BackwardPart, BackwardShared, ForwardPart, ForwardShared, run_split, unit_parts};
+use stagewise_core::matrix::{gemm, mat, mat_mut};
 use stagewise_core::rows::{add_column_sums, add_transposed};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
@@ -258,117 +259,6 @@ fn prev_and_cur<'a, T>(all: &'a mut [T], init: &'a [T], t: usize, len: usize) ->
     (prev, &mut after[..len])
 }
 
-/// The fused element-wise pass of one forward step over `B` rows.
-///
-/// `g` `[B, 4H]` holds the pre-activations without biases on entry and the activated gates
-/// (i, f, g, o) on exit; `c_prev` `[B, H]`; writes `c`, `tanh_c`, `h` `[B, H]`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn forward_pointwise<T: Float>(
-    g: &mut [T],
-    b_ih: &[T],
-    b_hh: &[T],
-    c_prev: &[T],
-    c: &mut [T],
-    tanh_c: &mut [T],
-    h: &mut [T],
-    hd: usize,
-) {
-    let h4 = 4 * hd;
-    let rows = c.len() / hd;
-    // Every slice cut to exactly `hd` up front, so the loop has no bounds checks and vectorises.
-    let bias = |k: usize| (&b_ih[k * hd..(k + 1) * hd], &b_hh[k * hd..(k + 1) * hd]);
-    let ((bii, bhi), (bif, bhf), (big, bhg), (bio, bho)) = (bias(0), bias(1), bias(2), bias(3));
-    for b in 0..rows {
-        let gr = &mut g[b * h4..(b + 1) * h4];
-        let (gi, rest) = gr.split_at_mut(hd);
-        let (gf, rest) = rest.split_at_mut(hd);
-        let (gg, go) = rest.split_at_mut(hd);
-        let r = b * hd..(b + 1) * hd;
-        let (cp, ct, tc, ht) = (&c_prev[r.clone()], &mut c[r.clone()], &mut tanh_c[r.clone()], &mut h[r]);
-        // Short loops over two or three slices each, rather than one loop over ten: the compiler
-        // vectorises a loop only if it can rule out overlap between every pair of slices it
-        // touches, and gives up beyond a handful (the ten-slice loop stayed scalar). The data is
-        // one `[B, 4H]` row block, in L1 cache, so the extra passes cost little.
-        let activate = |g: &mut [T], bi: &[T], bh: &[T], f: fn(T) -> T| {
-            for (x, (a, b)) in g.iter_mut().zip(bi.iter().zip(bh)) {
-                *x = f(*x + *a + *b);
-            }
-        };
-        activate(gi, bii, bhi, T::sigmoid_fast);
-        activate(gf, bif, bhf, T::sigmoid_fast);
-        activate(gg, big, bhg, T::tanh_fast);
-        activate(go, bio, bho, T::sigmoid_fast);
-        for (c, ((f, cp), (i, g))) in ct.iter_mut().zip(gf.iter().zip(cp).zip(gi.iter().zip(gg.iter()))) {
-            *c = *f * *cp + *i * *g;
-        }
-        for (t, c) in tc.iter_mut().zip(ct.iter()) {
-            *t = c.tanh_fast();
-        }
-        for (h, (o, t)) in ht.iter_mut().zip(go.iter().zip(tc.iter())) {
-            *h = *o * *t;
-        }
-    }
-}
-
-/// The fused element-wise pass of one backward step over `B` rows.
-///
-/// Reads the activated gates `g` `[B, 4H]`, `tanh_c` and `c_prev` `[B, H]`, the output gradient
-/// `dh_out` and the recurrent gradient `dh_next` `[B, H]`; writes the pre-activation gradients
-/// `dg` `[B, 4H]` and replaces `dc` (`dc_t` from step `t+1` on entry) by `dc_{t-1}`'s share.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn backward_pointwise<T: Float>(
-    g: &[T],
-    tanh_c: &[T],
-    c_prev: &[T],
-    dh_out: &[T],
-    dh_next: &[T],
-    dc: &mut [T],
-    dg: &mut [T],
-    hd: usize,
-) {
-    let one = T::from_f64(1.0);
-    let h4 = 4 * hd;
-    let rows = dc.len() / hd;
-    for b in 0..rows {
-        let gr = &g[b * h4..(b + 1) * h4];
-        let (gi, gf, gg, go) = (&gr[..hd], &gr[hd..2 * hd], &gr[2 * hd..3 * hd], &gr[3 * hd..]);
-        let dr = &mut dg[b * h4..(b + 1) * h4];
-        let (di, rest) = dr.split_at_mut(hd);
-        let (df, rest) = rest.split_at_mut(hd);
-        let (dgg, do_) = rest.split_at_mut(hd);
-        let r = b * hd..(b + 1) * hd;
-        let (tc, cp, dho, dhn, dcr) =
-            (&tanh_c[r.clone()], &c_prev[r.clone()], &dh_out[r.clone()], &dh_next[r.clone()], &mut dc[r]);
-        // Short loops over at most four slices, as in the forward pass, so each vectorises; the
-        // arithmetic is the fused loop's, operation for operation, so the results are unchanged.
-        // `do_` holds dh = dh_out + dh_next until its own gradient replaces it, and `dcr` holds
-        // dc_t (the cell gradient at this step) until it is scaled into dc_{t-1}'s share.
-        for (d, (a, b)) in do_.iter_mut().zip(dho.iter().zip(dhn)) {
-            *d = *a + *b;
-        }
-        for (c, (dh, (o, t))) in dcr.iter_mut().zip(do_.iter().zip(go.iter().zip(tc))) {
-            *c += *dh * *o * (one - *t * *t);
-        }
-        for (d, (dcv, (gv, i))) in di.iter_mut().zip(dcr.iter().zip(gg.iter().zip(gi))) {
-            *d = *dcv * *gv * *i * (one - *i);
-        }
-        for (d, (dcv, (c, f))) in df.iter_mut().zip(dcr.iter().zip(cp.iter().zip(gf))) {
-            *d = *dcv * *c * *f * (one - *f);
-        }
-        for (d, (dcv, (i, gv))) in dgg.iter_mut().zip(dcr.iter().zip(gi.iter().zip(gg))) {
-            *d = *dcv * *i * (one - *gv * *gv);
-        }
-        for (d, (t, o)) in do_.iter_mut().zip(tc.iter().zip(go)) {
-            *d = *d * *t * *o * (one - *o);
-        }
-        for (c, f) in dcr.iter_mut().zip(gf) {
-            *c *= *f;
-        }
-    }
-}
-
 impl<T: Float> Op<T> for LstmOp {
     fn name(&self) -> &str {
         LSTM_PREFIX
@@ -391,17 +281,21 @@ impl<T: Float> Op<T> for LstmOp {
         // Every step's input projection in one GEMM: gates = X·W_ihᵀ  ([T·B, E]×[E, 4H]).
         gemm(mat_mut(&mut gates.value, n, h4), false, mat(&x.value, n, e), mat(w_ih, h4, e).transpose(), par);
 
+        let parts = unit_parts(par, bsz, hd);
         for t in 0..steps {
             let g_t = &mut gates.value[t * bsz * h4..(t + 1) * bsz * h4];
             let (h_prev, h_t) = prev_and_cur(&mut h.value, &h0.value, t, len);
-            // Recurrent projection: gates_t += h_{t-1}·W_hhᵀ  ([B, H]×[H, 4H]).
-            gemm(mat_mut(g_t, bsz, h4), true, mat(h_prev, bsz, hd), mat(w_hh, h4, hd).transpose(), par);
             let (c_prev, c_t) = prev_and_cur(&mut c.value, &c0.value, t, len);
             let tc_t = &mut tanh_c.value[t * len..(t + 1) * len];
-            with_wide_simd(
-                #[inline(always)]
-                || forward_pointwise(g_t, b_ih, b_hh, c_prev, c_t, tc_t, h_t, hd),
-            );
+            let shared = ForwardShared { h_prev, c_prev, w_hh, b_ih, b_hh, batch: bsz, hidden: hd };
+            if parts == 1 {
+                // Recurrent projection: gates_t += h_{t-1}·W_hhᵀ  ([B, H]×[H, 4H]), then the cell.
+                gemm(mat_mut(g_t, bsz, h4), true, mat(h_prev, bsz, hd), mat(w_hh, h4, hd).transpose(), par);
+                ForwardPart::new(g_t, c_t, tc_t, h_t, bsz, hd).cells_only(&shared);
+            } else {
+                // The same per thread, each on its own block of hidden units (see `lstm_cell`).
+                run_split(ForwardPart::new(g_t, c_t, tc_t, h_t, bsz, hd), &shared, parts);
+            }
         }
     }
 
@@ -424,21 +318,31 @@ impl<T: Float> Op<T> for LstmOp {
         dh_next.fill(T::from_f64(0.0));
         dc_next.fill(T::from_f64(0.0));
 
-        // Reverse recurrence: one fused pass and one [B, 4H]×[4H, H] GEMM per step.
+        // Reverse recurrence: per step, dh_t = dGates_{t+1}·W_hh ([B, 4H]×[4H, H]; zero at the
+        // window's last step) and one fused element-wise pass.
+        let parts = unit_parts(par, bsz, hd);
         for t in (0..steps).rev() {
-            let rows4 = t * bsz * h4..(t + 1) * bsz * h4;
+            let (now, later) = dgates.split_at_mut((t + 1) * bsz * h4);
+            let dg_t = &mut now[t * bsz * h4..];
+            let dg_next = (t + 1 < steps).then(|| &later[..bsz * h4]);
             let rows = t * len..(t + 1) * len;
-            let c_prev = if t == 0 { &c0.value[..len] } else { &c.value[(t - 1) * len..t * len] };
-            let (g_t, tc_t, dh_out) =
-                (&gates.value[rows4.clone()], &tanh_c.value[rows.clone()], &h.grad[rows]);
-            let dg_t = &mut dgates[rows4.clone()];
-            with_wide_simd(
-                #[inline(always)]
-                || backward_pointwise(g_t, tc_t, c_prev, dh_out, dh_next, dc_next, dg_t, hd),
-            );
-            if t > 0 {
-                // dh_{t-1} from the recurrence: dGates_t·W_hh  ([B, 4H]×[4H, H]).
-                gemm(mat_mut(dh_next, bsz, hd), false, mat(&dgates[rows4], bsz, h4), mat(w_hh, h4, hd), par);
+            let shared = BackwardShared {
+                dg_next,
+                w_hh,
+                gates: &gates.value[t * bsz * h4..(t + 1) * bsz * h4],
+                tanh_c: &tanh_c.value[rows.clone()],
+                c_prev: if t == 0 { &c0.value[..len] } else { &c.value[(t - 1) * len..t * len] },
+                dh_out: &h.grad[rows],
+                batch: bsz,
+                hidden: hd,
+            };
+            if parts == 1 {
+                if let Some(dg_next) = dg_next {
+                    gemm(mat_mut(dh_next, bsz, hd), false, mat(dg_next, bsz, h4), mat(w_hh, h4, hd), par);
+                }
+                BackwardPart::new(dg_t, dh_next, dc_next, bsz, hd).cells_only(&shared);
+            } else {
+                run_split(BackwardPart::new(dg_t, dh_next, dc_next, bsz, hd), &shared, parts);
             }
         }
 

@@ -299,3 +299,29 @@ fn parallel_is_bit_identical_for_vector_shapes() {
         assert!(run(Par::Seq) == run(Par::rayon(2)), "B={b} T={t} E={e} H={h} V={v}");
     }
 }
+
+/// Steps large enough to be split by hidden units across threads (`B·4H² ≥ 1 Mi`), with widths
+/// that do and do not divide evenly into 16-unit blocks, on 2 and 3 threads: outputs, input and
+/// parameter gradients are bit-identical to one thread.
+#[test]
+fn parallel_is_bit_identical_when_steps_split_by_units() {
+    for (b, t, e, h, v) in [(20, 3, 24, 120, 50), (8, 2, 16, 200, 40), (5, 3, 10, 256, 30)] {
+        assert!(b * 4 * h * h >= 1 << 20, "B={b} H={h} must be large enough to split");
+        let run = |par: Par| {
+            let mut m = build::<f32>(b, t, e, h, Some(v), 11, 1.0, false);
+            m.forward(par);
+            let w = cotangent(&m, 11);
+            m.backward(&w, par);
+            let mut all = m.tape.acts.slot(m.output()).value.clone();
+            all.extend_from_slice(&m.tape.acts.slot(m.x).grad);
+            all.extend_from_slice(m.tape.grads.as_slice());
+            all.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        };
+        let seq = run(Par::Seq);
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let par = pool.install(|| run(Par::rayon(threads)));
+            assert!(seq == par, "B={b} T={t} E={e} H={h} V={v}, {threads} threads");
+        }
+    }
+}
