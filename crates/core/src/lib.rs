@@ -17,6 +17,7 @@
 mod error;
 mod float;
 pub mod matrix;
+pub mod memory;
 mod params;
 mod rng;
 pub mod rows;

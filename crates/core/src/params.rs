@@ -93,16 +93,42 @@ impl ParamLayout {
     }
 }
 
+/// A version no arena has had yet (see `Params::version`).
+fn next_version() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 macro_rules! arena {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq)]
+        #[derive(Clone, Debug)]
         pub struct $name<T> {
             layout: ParamLayout,
             data: Vec<T>,
+            version: u64,
+        }
+
+        /// Equal layouts and values (the version is bookkeeping, not content).
+        impl<T: PartialEq> PartialEq for $name<T> {
+            fn eq(&self, other: &Self) -> bool {
+                self.layout == other.layout && self.data == other.data
+            }
         }
 
         impl<T: Float> $name<T> {
+            /// A number that changes whenever the arena may have been written (every `&mut`
+            /// access takes a fresh one) and that no other state of any arena of this process
+            /// ever had, like the version counter of a PyTorch tensor. A value derived from the
+            /// arena (e.g. `fc`'s transposed weight copy) is still valid while this is unchanged.
+            pub fn version(&self) -> u64 {
+                self.version
+            }
+
+            fn touch(&mut self) {
+                self.version = next_version();
+            }
+
             /// The shared layout.
             pub fn layout(&self) -> &ParamLayout {
                 &self.layout
@@ -115,6 +141,7 @@ macro_rules! arena {
 
             /// One tensor, row-major, writable.
             pub fn get_mut(&mut self, id: ParamId) -> &mut [T] {
+                self.touch();
                 let r = self.layout.range(id);
                 &mut self.data[r]
             }
@@ -126,17 +153,19 @@ macro_rules! arena {
 
             /// The whole arena, writable.
             pub fn as_mut_slice(&mut self) -> &mut [T] {
+                self.touch();
                 &mut self.data
             }
 
             /// Sets every element to zero without reallocating.
             pub fn fill_zero(&mut self) {
+                self.touch();
                 self.data.fill(T::from_f64(0.0));
             }
 
             /// A zero-filled arena with the same layout as `other`.
             pub fn zeros_with_layout(layout: &ParamLayout) -> Self {
-                Self { layout: layout.clone(), data: vec![T::from_f64(0.0); layout.total()] }
+                Self { layout: layout.clone(), data: crate::memory::zeroed(layout.total()), version: next_version() }
             }
 
             /// Rebuilds an arena from a layout and flat data (e.g. read from a checkpoint).
@@ -144,7 +173,7 @@ macro_rules! arena {
                 if data.len() != layout.total() {
                     return Err(Error::shape(stringify!($name), layout.total(), data.len()));
                 }
-                Ok(Self { layout, data })
+                Ok(Self { layout, data, version: next_version() })
             }
         }
     };
@@ -167,13 +196,14 @@ arena!(
 impl<T: Float> Params<T> {
     /// An empty arena to declare tensors into.
     pub fn new() -> Self {
-        Self { layout: ParamLayout::default(), data: Vec::new() }
+        Self { layout: ParamLayout::default(), data: Vec::new(), version: next_version() }
     }
 
     /// Adds a zero-initialised tensor named `name` (PyTorch's name) with `shape` (PyTorch's
     /// layout, outermost first). Fails on a duplicate name or a zero dimension.
     pub fn declare(&mut self, name: &str, shape: &[usize]) -> Result<ParamId> {
         let id = self.layout.declare(name, shape)?;
+        self.touch();
         self.data.resize(self.layout.total(), T::from_f64(0.0));
         Ok(id)
     }
@@ -183,6 +213,7 @@ impl<T: Float> Params<T> {
         Params {
             layout: self.layout.clone(),
             data: self.data.iter().map(|&x| U::from_f64(x.to_f64())).collect(),
+            version: next_version(),
         }
     }
 }
@@ -190,5 +221,35 @@ impl<T: Float> Params<T> {
 impl<T: Float> Default for Params<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_write_access_takes_a_new_version_and_reads_keep_it() {
+        let mut p = Params::<f32>::new();
+        let id = p.declare("w", &[2, 3]).unwrap();
+        let v0 = p.version();
+        let _ = p.get(id);
+        let _ = p.as_slice();
+        assert_eq!(p.version(), v0);
+        let mut seen = vec![v0];
+        p.get_mut(id)[0] = 1.0;
+        seen.push(p.version());
+        p.as_mut_slice()[1] = 2.0;
+        seen.push(p.version());
+        p.fill_zero();
+        seen.push(p.version());
+        let other = Params::<f32>::new();
+        seen.push(other.version());
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(sorted, seen, "versions must all differ: {seen:?}");
+        let copy = p.clone();
+        assert_eq!(copy, p);
+        assert_eq!(copy.version(), p.version(), "a clone holds the same values, so the same version");
     }
 }

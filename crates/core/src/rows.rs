@@ -1,5 +1,5 @@
 //! Memory-bound kernels over row-major `[rows, cols]` buffers: adding a bias to every row,
-//! summing the rows into a bias gradient, adding a transposed matrix.
+//! summing the rows into a bias gradient, adding or copying a transposed matrix.
 //!
 //! The first two are passes over the model's largest buffers (the `[B·T, V]` logits and their
 //! gradient, 80 MB at the seed size), so with [`Par::Rayon`] they are split across threads. The
@@ -89,6 +89,26 @@ const TRANSPOSE_BLOCK: usize = 32;
 /// PyTorch-layout gradient here. Worked in `32 × 32` blocks so both sides stay in cache; every
 /// element is one addition, so the split across threads changes nothing.
 pub fn add_transposed<T: Float>(dst: &mut [T], src: &[T], rows: usize, cols: usize, par: Par) {
+    transposed_into(dst, src, rows, cols, par, |d, s| *d += s);
+}
+
+/// `dst[r, c] = src[c, r]` for `dst` `[rows, cols]` and `src` `[cols, rows]`, both row-major: a
+/// weight copied into the orientation a GEMM reads fastest (see `LinearOp`), blocked and split
+/// like [`add_transposed`].
+pub fn copy_transposed<T: Float>(dst: &mut [T], src: &[T], rows: usize, cols: usize, par: Par) {
+    transposed_into(dst, src, rows, cols, par, |d, s| *d = s);
+}
+
+/// `set(&mut dst[r, c], src[c, r])` for every element, in `32 × 32` blocks, rows of blocks split
+/// across rayon's threads under `par`.
+fn transposed_into<T: Float>(
+    dst: &mut [T],
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    par: Par,
+    set: impl Fn(&mut T, T) + Sync,
+) {
     let dst = &mut dst[..rows * cols];
     let src = &src[..rows * cols];
     let block_rows = |(block, d): (usize, &mut [T])| {
@@ -98,7 +118,7 @@ pub fn add_transposed<T: Float>(dst: &mut [T], src: &[T], rows: usize, cols: usi
             let c1 = (c0 + TRANSPOSE_BLOCK).min(cols);
             for (i, drow) in d.chunks_exact_mut(cols).enumerate().take(height) {
                 for (c, v) in drow[c0..c1].iter_mut().enumerate() {
-                    *v += src[(c0 + c) * rows + r0 + i];
+                    set(v, src[(c0 + c) * rows + r0 + i]);
                 }
             }
         }
@@ -151,6 +171,21 @@ mod tests {
                 for r in 0..rows {
                     for c in 0..cols {
                         prop_assert_eq!(out[r * cols + c], dst[r * cols + c] + src[c * rows + r]);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn copy_transposed_copies_the_transpose(rows in 0usize..80, cols in 0usize..80, seed in any::<u64>()) {
+            let mut rng = crate::Rng::new(seed);
+            let src: Vec<f64> = (0..rows * cols).map(|_| rng.normal()).collect();
+            for par in [Par::Seq, Par::rayon(2)] {
+                let mut out = vec![f64::NAN; rows * cols];
+                copy_transposed(&mut out, &src, rows, cols, par);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        prop_assert_eq!(out[r * cols + c], src[c * rows + r]);
                     }
                 }
             }

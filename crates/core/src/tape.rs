@@ -71,11 +71,10 @@ impl<T: Float> Activations<T> {
     }
 
     fn declare(&mut self, name: &str, len: usize, width: usize, with_grad: bool) -> SlotId {
-        let zero = T::from_f64(0.0);
         self.slots.push(Slot {
             name: name.to_owned(),
-            value: vec![zero; len],
-            grad: if with_grad { vec![zero; len] } else { Vec::new() },
+            value: crate::memory::zeroed(len),
+            grad: if with_grad { crate::memory::zeroed(len) } else { Vec::new() },
             width,
         });
         SlotId(self.slots.len() - 1)

@@ -30,6 +30,7 @@
 mod linear;
 mod lstm;
 mod lstm_cell;
+mod overlap;
 mod stage;
 
 pub use linear::{LinearOp, linear_forward_naive};

@@ -1,7 +1,9 @@
 //! The Linear head (`fc`): hidden states -> logits, one GEMM over every row of the window.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use stagewise_core::matrix::{gemm, mat, mat_mut};
-use stagewise_core::rows::{add_to_rows, add_transposed};
+use stagewise_core::rows::{add_to_rows, add_transposed, copy_transposed};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
 /// `y = x·Wᵀ + b` in plain loops: the algorithmic reference for [`LinearOp::forward`].
@@ -40,10 +42,11 @@ pub fn linear_forward_naive<T: Float>(
 /// model's largest buffer (`[N, V]`, 80 MB at the seed size) that cost as much as a tenth of the
 /// GEMM. The product lands transposed in `{prefix}.dw_t` and is added into the PyTorch-layout
 /// gradients. While the input is narrow (`in <` [`FOLD_BIAS_BELOW`]) the forward pass folds the
-/// bias the same way, `Y = [X | 1]·[W | b]ᵀ` with `[W | b]` copied into `{prefix}.wb`, which gives
-/// bit-for-bit the result of the GEMM followed by a separate bias pass (the bias is the last
-/// multiply-add of every dot product) and saves that pass; wider inputs keep the separate pass,
-/// which measured faster there.
+/// bias the same way, `Y = [X | 1]·[W | b]ᵀ` with `[W | b]ᵀ` copied into `{prefix}.wb_t`
+/// (`[in + 1, out]`: transposed, the orientation faer multiplies 3 % faster, as it need not repack
+/// it), which gives bit-for-bit the result of the GEMM followed by a separate bias pass (the bias
+/// is the last multiply-add of every dot product) and saves that pass; wider inputs keep the
+/// separate pass, which measured faster there.
 #[derive(Clone, Debug)]
 pub struct LinearOp {
     name: String,
@@ -55,10 +58,31 @@ pub struct LinearOp {
     output: SlotId,
     /// `[N, in + 1]`: the input and a column of ones.
     input_ones: SlotId,
-    /// `[out, in + 1]`: weight and bias side by side, if the forward pass folds the bias.
+    /// `[in + 1, out]`: `[W | b]ᵀ`, if the forward pass folds the bias.
     weight_bias: Option<SlotId>,
     /// `[in + 1, out]`: the transposed weight and bias gradients of the window.
     grad_t: SlotId,
+    /// The parameters' version `weight_bias` was last filled from.
+    filled_at: FilledAt,
+}
+
+/// The [`Params::version`] that `{prefix}.wb_t` was last filled from (`u64::MAX`: never), so a
+/// forward pass whose weights did not change since (inference, evaluation, generation) skips the
+/// copy: 5 MB at the seed size, 3 % of an inference window. Atomic only because ops are shared
+/// (`&self`) between threads; it is read and written outside any parallel section.
+#[derive(Debug)]
+struct FilledAt(AtomicU64);
+
+impl FilledAt {
+    fn never() -> Self {
+        FilledAt(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl Clone for FilledAt {
+    fn clone(&self) -> Self {
+        FilledAt(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// Inputs narrower than this fold the bias into the forward GEMM (see [`LinearOp`]). Measured on
@@ -105,7 +129,7 @@ impl LinearOp {
         let output = tape.acts.declare_rows(&format!("{prefix}.out"), out, true);
         let input_ones = tape.acts.declare_rows(&format!("{prefix}.x1"), inp + 1, false);
         let weight_bias = (inp < FOLD_BIAS_BELOW)
-            .then(|| tape.acts.declare_flat(&format!("{prefix}.wb"), out * (inp + 1), false));
+            .then(|| tape.acts.declare_flat(&format!("{prefix}.wb_t"), out * (inp + 1), false));
         let grad_t = tape.acts.declare_flat(&format!("{prefix}.dw_t"), (inp + 1) * out, false);
         Ok(LinearOp {
             name: prefix.to_owned(),
@@ -118,6 +142,7 @@ impl LinearOp {
             input_ones,
             weight_bias,
             grad_t,
+            filled_at: FilledAt::never(),
         })
     }
 
@@ -137,6 +162,82 @@ impl LinearOp {
     }
 }
 
+impl LinearOp {
+    /// Output width (`V` for the head).
+    pub(crate) fn out(&self) -> usize {
+        self.out
+    }
+
+    /// `{prefix}.x1` `[N, in + 1]`: the input and a column of ones.
+    pub(crate) fn input_ones(&self) -> SlotId {
+        self.input_ones
+    }
+
+    /// `{prefix}.wb_t` `[in + 1, out]`, if the forward GEMM folds the bias (`in <`
+    /// [`FOLD_BIAS_BELOW`]).
+    pub(crate) fn weight_bias(&self) -> Option<SlotId> {
+        self.weight_bias
+    }
+
+    /// Copies `[W | b]ᵀ` into `wb_t` `[in + 1, out]`, the right-hand side of the folded forward
+    /// GEMM: a blocked transpose of `W` split across rayon's threads under `par`, then `b` as the
+    /// last row.
+    ///
+    /// Skipped if the parameters' [`Params::version`] is the one of the last fill: `wb_t` then
+    /// already holds these weights.
+    pub(crate) fn fill_weight_bias<T: Float>(&self, params: &Params<T>, wb_t: &mut [T], par: Par) {
+        let version = params.version();
+        if self.filled_at.0.load(Ordering::Relaxed) == version {
+            return;
+        }
+        let (inp, out) = (self.inp, self.out);
+        let (w_t, b_row) = wb_t[..(inp + 1) * out].split_at_mut(inp * out);
+        copy_transposed(w_t, params.get(self.weight), inp, out, par);
+        b_row.copy_from_slice(params.get(self.bias));
+        self.filled_at.0.store(version, Ordering::Relaxed);
+    }
+
+    /// Fills `x1 = [x | 1]` (`[r, in + 1]`, the backward pass's copy of the input, and the folded
+    /// product's left-hand side) for the rows of `x` (`[r, in]`).
+    pub(crate) fn fill_input_ones<T: Float>(&self, x: &[T], x1: &mut [T]) {
+        let (inp, one) = (self.inp, T::from_f64(1.0));
+        for (row1, row) in x1.chunks_exact_mut(inp + 1).zip(x.chunks_exact(inp)) {
+            row1[..inp].copy_from_slice(row);
+            row1[inp] = one;
+        }
+    }
+
+    /// The product over the rows of `x` (`[r, in]`, any `r`, so a caller may run the window in
+    /// pieces) into `y` `[r, out]`: `[x | 1]·[W | b]ᵀ` from `x1` (filled by
+    /// [`Self::fill_input_ones`]) when given `wb_t` (filled by [`Self::fill_weight_bias`]), else
+    /// `x·Wᵀ` followed by adding `b` to every row. Each row's result is the same whichever rows
+    /// are computed together (the GEMM never splits a dot product).
+    pub(crate) fn product_rows<T: Float>(
+        &self,
+        params: &Params<T>,
+        wb_t: Option<&[T]>,
+        x: &[T],
+        x1: &[T],
+        y: &mut [T],
+        par: Par,
+    ) {
+        let (inp, out) = (self.inp, self.out);
+        let r = x.len() / inp;
+        match wb_t {
+            // y = [x | 1]·[W | b]ᵀ  ([r, in + 1]×[in + 1, out]).
+            Some(wb_t) => gemm(mat_mut(y, r, out), false, mat(x1, r, inp + 1), mat(wb_t, inp + 1, out), par),
+            None => {
+                // y = x·Wᵀ  ([r, in]×[in, out]), then y += b on every row. (Copying b into every
+                // row and letting the GEMM accumulate was measured slower: a plain copy of the
+                // largest buffer, then a GEMM epilogue that must read it back.)
+                let w = params.get(self.weight);
+                gemm(mat_mut(y, r, out), false, mat(x, r, inp), mat(w, out, inp).transpose(), par);
+                add_to_rows(y, params.get(self.bias), par);
+            }
+        }
+    }
+}
+
 impl<T: Float> Op<T> for LinearOp {
     fn name(&self) -> &str {
         &self.name
@@ -147,38 +248,21 @@ impl<T: Float> Op<T> for LinearOp {
     fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
         let n = acts.rows();
         let (inp, out) = (self.inp, self.out);
-        let w = params.get(self.weight);
-        let b = params.get(self.bias);
-        let [x, x1] = acts.slots_mut([self.input, self.input_ones]);
-        let one = T::from_f64(1.0);
-        for (row1, row) in x1.value.chunks_exact_mut(inp + 1).zip(x.value[..n * inp].chunks_exact(inp)) {
-            row1[..inp].copy_from_slice(row);
-            row1[inp] = one;
-        }
         match self.weight_bias {
             Some(wb) => {
-                let [x1, wb, y] = acts.slots_mut([self.input_ones, wb, self.output]);
-                for ((row, w_row), b) in wb.value.chunks_exact_mut(inp + 1).zip(w.chunks_exact(inp)).zip(b) {
-                    row[..inp].copy_from_slice(w_row);
-                    row[inp] = *b;
-                }
-                // y = [x | 1]·[W | b]ᵀ  ([N, in + 1]×[in + 1, out]).
-                let (x1, wb) = (mat(&x1.value, n, inp + 1), mat(&wb.value, out, inp + 1));
-                gemm(mat_mut(&mut y.value, n, out), false, x1, wb.transpose(), par);
+                self.fill_weight_bias(params, &mut acts.slot_mut(wb).value, par);
+                let [x, x1, wb, y] = acts.slots_mut([self.input, self.input_ones, wb, self.output]);
+                let (x, x1, y) =
+                    (&x.value[..n * inp], &mut x1.value[..n * (inp + 1)], &mut y.value[..n * out]);
+                self.fill_input_ones(x, x1);
+                self.product_rows(params, Some(&wb.value), x, x1, y, par);
             }
             None => {
-                // y = x·Wᵀ  ([N, in]×[in, out]), then y += b on every row. (Copying b into every
-                // row and letting the GEMM accumulate was measured slower: a plain copy of the
-                // largest buffer, then a GEMM epilogue that must read it back.)
-                let [x, y] = acts.slots_mut([self.input, self.output]);
-                gemm(
-                    mat_mut(&mut y.value, n, out),
-                    false,
-                    mat(&x.value, n, inp),
-                    mat(w, out, inp).transpose(),
-                    par,
-                );
-                add_to_rows(&mut y.value[..n * out], b, par);
+                let [x, x1, y] = acts.slots_mut([self.input, self.input_ones, self.output]);
+                let (x, x1, y) =
+                    (&x.value[..n * inp], &mut x1.value[..n * (inp + 1)], &mut y.value[..n * out]);
+                self.fill_input_ones(x, x1);
+                self.product_rows(params, None, x, x1, y, par);
             }
         }
     }
@@ -254,6 +338,41 @@ mod tests {
             for (got, want) in a.iter().zip(&naive) {
                 assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "in = {inp}: {got} vs {want}");
             }
+        }
+    }
+
+    /// The folded forward reuses its `[W | b]ᵀ` copy while the parameters are unchanged and
+    /// refreshes it after any write to them.
+    #[test]
+    fn weight_copy_follows_parameter_changes() {
+        let (inp, out, n) = (20, 13, 5);
+        let (mut tape, op) = layer(inp, out, n, 3);
+        assert!(op.weight_bias.is_some());
+        let naive = |tape: &Tape<f32>| {
+            let x = &tape.acts.slot(op.input).value;
+            let mut y = vec![0.0; n * out];
+            linear_forward_naive(
+                x,
+                tape.params.get(op.weight),
+                tape.params.get(op.bias),
+                &mut y,
+                n,
+                inp,
+                out,
+            );
+            y
+        };
+        for round in 0..3 {
+            op.forward(&tape.params, &mut tape.acts, Par::Seq);
+            let got = tape.acts.slot(op.output).value[..n * out].to_vec();
+            for (g, w) in got.iter().zip(&naive(&tape)) {
+                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "round {round}: {g} vs {w}");
+            }
+            // A second pass with the same weights (the copy is reused) gives the same bits.
+            op.forward(&tape.params, &mut tape.acts, Par::Seq);
+            assert_eq!(tape.acts.slot(op.output).value[..n * out], got[..]);
+            tape.params.get_mut(op.weight)[round] += 0.5;
+            tape.params.get_mut(op.bias)[round] -= 0.25;
         }
     }
 }

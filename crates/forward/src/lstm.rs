@@ -251,6 +251,65 @@ impl LstmOp {
     }
 }
 
+/// The forward buffers of a run of consecutive steps (`gates` `[S·B, 4H]`, the others
+/// `[S·B, H]`), holding the input projections in `gates` on entry.
+pub(crate) struct StepsMut<'a, T> {
+    pub gates: &'a mut [T],
+    pub c: &'a mut [T],
+    pub tanh_c: &'a mut [T],
+    pub h: &'a mut [T],
+}
+
+impl LstmOp {
+    /// The recurrence over the steps of `out`, starting from `state = (h, c)` of the step before
+    /// the first: per step the recurrent product and the cell, in `parts` parts by hidden units
+    /// (see `lstm_cell`). Split out of `forward` so the overlapped schedule of [`crate::LstmForward`]
+    /// can run the window's steps in two runs.
+    pub(crate) fn recurrence<T: Float>(
+        &self,
+        params: &Params<T>,
+        state: (&[T], &[T]),
+        out: StepsMut<'_, T>,
+        parts: usize,
+        par: Par,
+    ) {
+        let (hd, bsz) = (self.hidden, self.batch);
+        let (h4, len) = (4 * hd, bsz * hd);
+        let w_hh = params.get(self.params.w_hh);
+        let (b_ih, b_hh) = (params.get(self.params.b_ih), params.get(self.params.b_hh));
+        let StepsMut { gates, c, tanh_c, h } = out;
+        for t in 0..h.len() / len {
+            let g_t = &mut gates[t * bsz * h4..(t + 1) * bsz * h4];
+            let (h_prev, h_t) = prev_and_cur(h, state.0, t, len);
+            let (c_prev, c_t) = prev_and_cur(c, state.1, t, len);
+            let tc_t = &mut tanh_c[t * len..(t + 1) * len];
+            let shared = ForwardShared { h_prev, c_prev, w_hh, b_ih, b_hh, batch: bsz, hidden: hd };
+            if parts == 1 {
+                // Recurrent projection: gates_t += h_{t-1}·W_hhᵀ  ([B, H]×[H, 4H]), then the cell.
+                gemm(mat_mut(g_t, bsz, h4), true, mat(h_prev, bsz, hd), mat(w_hh, h4, hd).transpose(), par);
+                ForwardPart::new(g_t, c_t, tc_t, h_t, bsz, hd).cells_only(&shared);
+            } else {
+                // The same per thread, each on its own block of hidden units (see `lstm_cell`).
+                run_split(ForwardPart::new(g_t, c_t, tc_t, h_t, bsz, hd), &shared, parts);
+            }
+        }
+    }
+
+    /// Every step's input projection: `gates = X·W_ihᵀ` over the window's `n` rows.
+    pub(crate) fn input_projection<T: Float>(
+        &self,
+        params: &Params<T>,
+        x: &[T],
+        gates: &mut [T],
+        n: usize,
+        par: Par,
+    ) {
+        let (e, h4) = (self.embed, 4 * self.hidden);
+        let w_ih = params.get(self.params.w_ih);
+        gemm(mat_mut(gates, n, h4), false, mat(x, n, e), mat(w_ih, h4, e).transpose(), par);
+    }
+}
+
 /// `(prev, cur)`: the previous step's `[B, H]` block (`init` at step 0) and this step's block,
 /// writable, of a `[T·B, H]` buffer whose blocks are `len = B·H` long.
 fn prev_and_cur<'a, T>(all: &'a mut [T], init: &'a [T], t: usize, len: usize) -> (&'a [T], &'a mut [T]) {
@@ -267,7 +326,7 @@ impl<T: Float> Op<T> for LstmOp {
     /// Reads `input` `[T·B, E]`, `h0`, `c0` `[B, H]`; writes `gates` (activated), `c`, `tanh_c`
     /// and `h` `[T·B, ·]` for the current window. `h0` and `c0` are only read.
     fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
-        let (e, hd, bsz) = (self.embed, self.hidden, self.batch);
+        let (hd, bsz) = (self.hidden, self.batch);
         let h4 = 4 * hd;
         let steps = acts.steps();
         let n = steps * bsz;
@@ -275,28 +334,21 @@ impl<T: Float> Op<T> for LstmOp {
         let s = &self.slots;
         let [x, gates, c, tanh_c, h, h0, c0] =
             acts.slots_mut([s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0]);
-        let (w_ih, w_hh) = (params.get(self.params.w_ih), params.get(self.params.w_hh));
-        let (b_ih, b_hh) = (params.get(self.params.b_ih), params.get(self.params.b_hh));
-
         // Every step's input projection in one GEMM: gates = X·W_ihᵀ  ([T·B, E]×[E, 4H]).
-        gemm(mat_mut(&mut gates.value, n, h4), false, mat(&x.value, n, e), mat(w_ih, h4, e).transpose(), par);
-
-        let parts = unit_parts(par, bsz, hd);
-        for t in 0..steps {
-            let g_t = &mut gates.value[t * bsz * h4..(t + 1) * bsz * h4];
-            let (h_prev, h_t) = prev_and_cur(&mut h.value, &h0.value, t, len);
-            let (c_prev, c_t) = prev_and_cur(&mut c.value, &c0.value, t, len);
-            let tc_t = &mut tanh_c.value[t * len..(t + 1) * len];
-            let shared = ForwardShared { h_prev, c_prev, w_hh, b_ih, b_hh, batch: bsz, hidden: hd };
-            if parts == 1 {
-                // Recurrent projection: gates_t += h_{t-1}·W_hhᵀ  ([B, H]×[H, 4H]), then the cell.
-                gemm(mat_mut(g_t, bsz, h4), true, mat(h_prev, bsz, hd), mat(w_hh, h4, hd).transpose(), par);
-                ForwardPart::new(g_t, c_t, tc_t, h_t, bsz, hd).cells_only(&shared);
-            } else {
-                // The same per thread, each on its own block of hidden units (see `lstm_cell`).
-                run_split(ForwardPart::new(g_t, c_t, tc_t, h_t, bsz, hd), &shared, parts);
-            }
-        }
+        self.input_projection(params, &x.value, &mut gates.value, n, par);
+        let steps_out = StepsMut {
+            gates: &mut gates.value[..n * h4],
+            c: &mut c.value[..steps * len],
+            tanh_c: &mut tanh_c.value[..steps * len],
+            h: &mut h.value[..steps * len],
+        };
+        self.recurrence(
+            params,
+            (&h0.value[..len], &c0.value[..len]),
+            steps_out,
+            unit_parts(par, bsz, hd),
+            par,
+        );
     }
 
     /// Reads `h.grad` `[T·B, H]` and the intermediates saved by `forward`; accumulates into the

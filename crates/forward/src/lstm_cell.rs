@@ -28,15 +28,17 @@ const UNIT_ALIGN: usize = 16;
 /// A step is split across threads only if its recurrent product has at least this many
 /// multiply-adds (`B·H·4H`): below, a hand-off between threads costs more than half a step.
 /// Measured on the project's 2-core machine (see `docs/results.md`).
-pub const SPLIT_STEP_MACS: usize = 1 << 20;
+pub const SPLIT_STEP_MACS: usize = 4 << 20;
 
 /// How many parts a step of `batch` streams and `hidden` units is split into under `par`: one per
-/// thread if the step is large enough, never more than one part per [`UNIT_ALIGN`] units.
+/// thread if the step is large enough, never more than one part per [`UNIT_ALIGN`] units. A single
+/// stream is never split: its products are matrix–vector products, whose faer kernel need not
+/// round a block of outputs as it rounds the whole.
 pub fn unit_parts(par: Par, batch: usize, hidden: usize) -> usize {
     match par {
         Par::Seq => 1,
         Par::Rayon(threads) => {
-            if batch * hidden * 4 * hidden < SPLIT_STEP_MACS {
+            if batch < 2 || batch * hidden * 4 * hidden < SPLIT_STEP_MACS {
                 1
             } else {
                 threads.get().min(hidden / UNIT_ALIGN).max(1)

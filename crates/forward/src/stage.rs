@@ -3,19 +3,25 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use stagewise_core::{Ctx, Dims, Error, Float, Result, SlotId, Stage, Tape};
+use stagewise_core::{Ctx, Dims, Error, Float, Par, Result, SlotId, Stage, Tape};
 
+use crate::lstm_cell::unit_parts;
+use crate::overlap::{forward_overlapped, overlap_applies};
 use crate::{LinearOp, LstmOp, LstmSlots};
 
 /// Name prefix of the Linear head's parameters (`fc.weight`, `fc.bias`) and its RNG stream.
 pub const FC_PREFIX: &str = "fc";
 
 /// What `prepare` fixed: the schedule positions and the handles callers may need.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Prepared {
     ops: (usize, usize),
     lstm: LstmSlots,
     logits: SlotId,
+    /// Copies of the two ops pushed onto the tape (sizes and handles only), for the overlapped
+    /// schedule, which runs them interleaved rather than one after the other.
+    lstm_op: LstmOp,
+    fc_op: LinearOp,
 }
 
 /// The forward box "lstm": embedded vectors `[T·B, E]` -> LSTM `[T·B, H]` -> Linear -> logits
@@ -50,17 +56,17 @@ impl<T: Float> LstmForward<T> {
 
     /// The LSTM's slots (state `h0`/`c0`, output `h`, ...), once prepared.
     pub fn lstm_slots(&self) -> Option<LstmSlots> {
-        self.prepared.map(|p| p.lstm)
+        self.prepared.as_ref().map(|p| p.lstm)
     }
 
     /// The logits slot `[T·B, V]`, once prepared.
     pub fn logits(&self) -> Option<SlotId> {
-        self.prepared.map(|p| p.logits)
+        self.prepared.as_ref().map(|p| p.logits)
     }
 
     /// Positions of this stage's ops in the tape's schedule, once prepared.
     pub fn op_range(&self) -> Option<Range<usize>> {
-        self.prepared.map(|p| p.ops.0..p.ops.1)
+        self.prepared.as_ref().map(|p| p.ops.0..p.ops.1)
     }
 }
 
@@ -109,17 +115,36 @@ impl<T: Float> Stage for LstmForward<T> {
         let fc = LinearOp::declare(tape, FC_PREFIX, lstm.output(), dims.vocab, self.seed)?;
         let lstm_slots = lstm.slots();
         let logits = fc.output();
+        let (lstm_op, fc_op) = (lstm.clone(), fc.clone());
         let first = tape.push(Box::new(lstm));
         let last = tape.push(Box::new(fc));
         tape.set_output(logits);
-        self.prepared = Some(Prepared { ops: (first, last + 1), lstm: lstm_slots, logits });
+        self.prepared = Some(Prepared { ops: (first, last + 1), lstm: lstm_slots, logits, lstm_op, fc_op });
         Ok(())
     }
 
     /// Runs the LSTM and the head over the current window (`tape.acts.steps()` steps).
+    ///
+    /// On several threads, when a recurrence step is too small to split by hidden units, the
+    /// head's product over finished steps runs alongside the rest of the recurrence (see
+    /// `overlap`); otherwise the two ops run one after the other. Both give the same bits.
     fn run(&self, _input: (), tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
-        let p = self.prepared.ok_or_else(|| Error::config("forward", "stage \"lstm\" run before prepare"))?;
-        tape.forward_range(p.ops.0..p.ops.1, cx.par);
+        let p = self
+            .prepared
+            .as_ref()
+            .ok_or_else(|| Error::config("forward", "stage \"lstm\" run before prepare"))?;
+        let threads = match cx.par {
+            Par::Seq => 1,
+            Par::Rayon(t) => t.get(),
+        };
+        let (batch, steps) = (tape.acts.batch(), tape.acts.steps());
+        let small_steps = unit_parts(cx.par, batch, self.hidden) == 1;
+        let (embed, vocab) = (p.lstm_op.embed(), tape.acts.slot(p.logits).width);
+        if threads >= 2 && small_steps && overlap_applies(steps, batch, embed, self.hidden, vocab) {
+            forward_overlapped(&p.lstm_op, &p.fc_op, &tape.params, &mut tape.acts, cx.par);
+        } else {
+            tape.forward_range(p.ops.0..p.ops.1, cx.par);
+        }
         Ok(())
     }
 }

@@ -133,3 +133,47 @@ fn config_parses_from_toml() {
     assert!(err.contains("gru"), "{err}");
     assert!(toml::from_str::<ForwardConfig>("hidden = 64").is_err(), "kind is required");
 }
+
+/// On several threads the stage overlaps the head's product with the recurrence (when a step is
+/// too small to split by hidden units); every buffer it writes — logits, the LSTM's saved
+/// intermediates, the head's `[h | 1]` copy — must equal the one-thread schedule bit for bit,
+/// over consecutive windows (state carried), with and without the folded bias (`H < 256`, `H ≥ 256`).
+#[test]
+fn overlapped_schedule_is_bit_identical_to_one_thread() {
+    // The first two take the overlapped schedule (folded bias, then not; a sabotaged schedule
+    // fails them); the last two are too small for it (a single stream; two-row pieces) and must
+    // fall back to the plain one.
+    for (v, e, h, b, t) in [(1000, 16, 128, 8, 9), (2000, 8, 260, 8, 6), (33, 5, 7, 1, 3), (50, 12, 40, 3, 2)]
+    {
+        let d = dims(v, e, h, b, t);
+        let run = |par: Par| {
+            let mut tape = Tape::<f32>::new(b, t);
+            let x = tape.acts.declare_rows("embedding.out", e, true);
+            tape.set_output(x);
+            let mut stage = LstmForward::<f32>::new(h, 5).unwrap();
+            stage.prepare(&d, &mut tape).unwrap();
+            tape.finish();
+            let cx = Ctx { par, ..Ctx::seq() };
+            let mut rng = Rng::new(8);
+            let mut seen = Vec::new();
+            for steps in [t, t, 1, t] {
+                tape.set_steps(steps).unwrap();
+                for v in &mut tape.acts.slot_mut(x).value {
+                    *v = rng.normal() as f32;
+                }
+                stage.run((), &mut tape, &cx).unwrap();
+                for slot in tape.acts.slots() {
+                    seen.extend(slot.value.iter().map(|v| v.to_bits()));
+                }
+                tape.end_window();
+            }
+            seen
+        };
+        let one = run(Par::Seq);
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let many = pool.install(|| run(Par::rayon(threads)));
+            assert!(one == many, "V={v} E={e} H={h} B={b} T={t}, {threads} threads");
+        }
+    }
+}
