@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_core::rows::{add_to_rows, add_transposed, copy_transposed};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
@@ -277,7 +277,7 @@ impl<T: Float> Op<T> for LinearOp {
         let dy = &y.grad[..n * out];
         // [dW | db]ᵀ = [X | 1]ᵀ·dY  ([in + 1, N]×[N, out]), then added into the gradients.
         let grad_t = &mut grad_t.value;
-        gemm(
+        gemm_in_column_blocks(
             mat_mut(grad_t, inp + 1, out),
             false,
             mat(&x1.value, n, inp + 1).transpose(),

@@ -14,7 +14,7 @@
 //! the weight gradients after the loop as large GEMMs over all steps.
 
 use crate::lstm_cell::{BackwardPart, BackwardShared, ForwardPart, ForwardShared, run_split, unit_parts};
-use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_core::rows::{add_column_sums, add_transposed};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
@@ -405,12 +405,12 @@ impl<T: Float> Op<T> for LstmOp {
         // faster for the large configuration's `W_hh` (H = 512), 1.2× for the seed's `W_ih`.
         let dw_t = &mut dw_t.value;
         let dg_all = mat(dgates, n, h4);
-        gemm(mat_mut(dw_t, e, h4), false, mat(&x.value, n, e).transpose(), dg_all, par);
+        gemm_in_column_blocks(mat_mut(dw_t, e, h4), false, mat(&x.value, n, e).transpose(), dg_all, par);
         add_transposed(grads.get_mut(self.params.w_ih), dw_t, h4, e, par);
         gemm(mat_mut(dw_t, hd, h4), false, mat(&h0.value, bsz, hd).transpose(), mat(dgates, bsz, h4), par);
         if steps > 1 {
             let m = (steps - 1) * bsz;
-            gemm(
+            gemm_in_column_blocks(
                 mat_mut(dw_t, hd, h4),
                 true,
                 mat(&h.value, m, hd).transpose(),

@@ -82,7 +82,23 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize) -> (f64, bool) {
     // Eight independent partial sums: the loop vectorises, and the order of additions is fixed, so
     // the result is the same on every run and at any thread count.
     let mut lanes = [zero; LANES];
-    let xc = x.chunks_exact(LANES);
+    // Two groups of lanes per iteration, added one group after the other: the order of additions
+    // of a one-group loop, but sixteen exponentials at a time (a whole AVX-512 register).
+    let wide = x.chunks_exact(2 * LANES);
+    let rest = wide.remainder();
+    for xs in wide {
+        let mut e = [zero; 2 * LANES];
+        for l in 0..2 * LANES {
+            e[l] = (xs[l] - max).exp_nonpositive();
+        }
+        for l in 0..LANES {
+            lanes[l] += e[l];
+        }
+        for l in 0..LANES {
+            lanes[l] += e[LANES + l];
+        }
+    }
+    let xc = rest.chunks_exact(LANES);
     let xr = xc.remainder();
     for xs in xc {
         for l in 0..LANES {
@@ -108,8 +124,22 @@ pub fn cross_entropy_row_grad<T: Float>(x: &mut [T], target: usize, scale: T) ->
     let x_target = x[target];
     let zero = T::from_f64(0.0);
     let mut lanes = [zero; LANES];
-    let tail = x.len() - x.len() % LANES;
-    let (body, rest) = x.split_at_mut(tail);
+    // As in `cross_entropy_row`: sixteen exponentials at a time, added in one-group order.
+    let wide_len = x.len() - x.len() % (2 * LANES);
+    let (wide, rest) = x.split_at_mut(wide_len);
+    for xs in wide.chunks_exact_mut(2 * LANES) {
+        for l in 0..2 * LANES {
+            xs[l] = (xs[l] - max).exp_nonpositive();
+        }
+        for l in 0..LANES {
+            lanes[l] += xs[l];
+        }
+        for l in 0..LANES {
+            lanes[l] += xs[LANES + l];
+        }
+    }
+    let tail = rest.len() - rest.len() % LANES;
+    let (body, rest) = rest.split_at_mut(tail);
     for xs in body.chunks_exact_mut(LANES) {
         for l in 0..LANES {
             let e = (xs[l] - max).exp_nonpositive();
