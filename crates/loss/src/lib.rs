@@ -128,8 +128,8 @@ pub fn cross_entropy_row_grad<T: Float>(x: &mut [T], target: usize, scale: T) ->
     let wide_len = x.len() - x.len() % (2 * LANES);
     let (wide, rest) = x.split_at_mut(wide_len);
     for xs in wide.chunks_exact_mut(2 * LANES) {
-        for l in 0..2 * LANES {
-            xs[l] = (xs[l] - max).exp_nonpositive();
+        for v in xs.iter_mut() {
+            *v = (*v - max).exp_nonpositive();
         }
         for l in 0..LANES {
             lanes[l] += xs[l];
