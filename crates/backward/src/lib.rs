@@ -60,7 +60,7 @@ impl<T: Float> Stage for ReverseSweep<T> {
         }
         // Both buffers are sized for the longest window: swapping moves no data and allocates nothing.
         std::mem::swap(seed, grad);
-        tape.grads.fill_zero();
+        tape.grads.fill_zero_par(cx.par);
         let (ops, params, acts, grads) = tape.sweep_parts();
         for op in ops.iter().rev() {
             op.vjp(params, acts, grads, cx.par);

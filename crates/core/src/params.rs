@@ -5,6 +5,8 @@
 //! The three are distinct newtypes so that same-shaped buffers cannot be swapped by mistake.
 
 use crate::{Error, Float, Result};
+use faer::Par;
+use rayon::prelude::*;
 
 /// A typed handle to one named tensor inside the arenas. Cheap to copy; stages keep these instead
 /// of names so the hot path never looks anything up.
@@ -93,6 +95,9 @@ impl ParamLayout {
     }
 }
 
+/// Elements per parallel task of `fill_zero_par` (256 KiB of `f32`).
+const ZERO_BLOCK: usize = 1 << 16;
+
 /// A version no arena has had yet (see `Params::version`).
 fn next_version() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -159,8 +164,19 @@ macro_rules! arena {
 
             /// Sets every element to zero without reallocating.
             pub fn fill_zero(&mut self) {
+                self.fill_zero_par(Par::Seq);
+            }
+
+            /// [`Self::fill_zero`] in blocks spread over rayon's threads under `par`: the
+            /// backward pass zeroes the whole gradient arena every step (37 MB for the large
+            /// configuration, 3.7 ms on one thread).
+            pub fn fill_zero_par(&mut self, par: Par) {
                 self.touch();
-                self.data.fill(T::from_f64(0.0));
+                let zero = T::from_f64(0.0);
+                match par {
+                    Par::Seq => self.data.fill(zero),
+                    Par::Rayon(_) => self.data.par_chunks_mut(ZERO_BLOCK).for_each(|block| block.fill(zero)),
+                }
             }
 
             /// A zero-filled arena with the same layout as `other`.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rayon::prelude::*;
 use stagewise_core::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_core::rows::{add_to_rows, add_transposed, copy_transposed};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
@@ -198,12 +199,23 @@ impl LinearOp {
     }
 
     /// Fills `x1 = [x | 1]` (`[r, in + 1]`, the backward pass's copy of the input, and the folded
-    /// product's left-hand side) for the rows of `x` (`[r, in]`).
-    pub(crate) fn fill_input_ones<T: Float>(&self, x: &[T], x1: &mut [T]) {
+    /// product's left-hand side) for the rows of `x` (`[r, in]`), in blocks of rows spread over
+    /// rayon's threads under `par`.
+    pub(crate) fn fill_input_ones<T: Float>(&self, x: &[T], x1: &mut [T], par: Par) {
+        const ROWS_PER_TASK: usize = 256;
         let (inp, one) = (self.inp, T::from_f64(1.0));
-        for (row1, row) in x1.chunks_exact_mut(inp + 1).zip(x.chunks_exact(inp)) {
-            row1[..inp].copy_from_slice(row);
-            row1[inp] = one;
+        let fill = |(x1, x): (&mut [T], &[T])| {
+            for (row1, row) in x1.chunks_exact_mut(inp + 1).zip(x.chunks_exact(inp)) {
+                row1[..inp].copy_from_slice(row);
+                row1[inp] = one;
+            }
+        };
+        match par {
+            Par::Seq => fill((x1, x)),
+            Par::Rayon(_) => x1
+                .par_chunks_mut(ROWS_PER_TASK * (inp + 1))
+                .zip(x.par_chunks(ROWS_PER_TASK * inp))
+                .for_each(fill),
         }
     }
 
@@ -254,14 +266,14 @@ impl<T: Float> Op<T> for LinearOp {
                 let [x, x1, wb, y] = acts.slots_mut([self.input, self.input_ones, wb, self.output]);
                 let (x, x1, y) =
                     (&x.value[..n * inp], &mut x1.value[..n * (inp + 1)], &mut y.value[..n * out]);
-                self.fill_input_ones(x, x1);
+                self.fill_input_ones(x, x1, par);
                 self.product_rows(params, Some(&wb.value), x, x1, y, par);
             }
             None => {
                 let [x, x1, y] = acts.slots_mut([self.input, self.input_ones, self.output]);
                 let (x, x1, y) =
                     (&x.value[..n * inp], &mut x1.value[..n * (inp + 1)], &mut y.value[..n * out]);
-                self.fill_input_ones(x, x1);
+                self.fill_input_ones(x, x1, par);
                 self.product_rows(params, None, x, x1, y, par);
             }
         }

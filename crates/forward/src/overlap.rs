@@ -153,7 +153,7 @@ fn run_phases<'a, T: Float>(
                 1,
                 Par::Seq,
             );
-            fc.fill_input_ones(h1, x1a);
+            fc.fill_input_ones(h1, x1a, Par::Seq);
         },
         || {
             rayon::join(
@@ -182,7 +182,7 @@ fn run_phases<'a, T: Float>(
                 1,
                 Par::Seq,
             );
-            fc.fill_input_ones(h2, &mut *x1b);
+            fc.fill_input_ones(h2, &mut *x1b, Par::Seq);
         },
         || fc.product_rows(params, wb_t, h1, x1a, ya, blocks),
     );
