@@ -54,6 +54,11 @@ impl<T: Float> Activations<T> {
         self.max_steps
     }
 
+    /// Rows of the longest window: `max_steps * batch` (what row slots are sized for).
+    pub fn max_rows(&self) -> usize {
+        self.max_steps * self.batch
+    }
+
     /// Rows in the current window: `steps * batch`.
     pub fn rows(&self) -> usize {
         self.steps * self.batch

@@ -37,17 +37,19 @@ pub fn linear_forward_naive<T: Float>(
 /// (`{prefix}.weight`, `{prefix}.bias`) load without transposition.
 ///
 /// # How the bias is computed
-/// The input is copied once per window into `{prefix}.x1` `[N, in + 1]` with a last column of
-/// ones, so that one GEMM gives the weight gradient and the bias gradient together:
+/// The backward pass copies the input, transposed, into `{prefix}.x1_t` `[in + 1, N]` with a
+/// last row of ones, so that one GEMM gives the weight gradient and the bias gradient together:
 /// `[dW | db]ᵀ = [X | 1]ᵀ·dY`. Summing the columns of `dY` separately was a pass over the
 /// model's largest buffer (`[N, V]`, 80 MB at the seed size) that cost as much as a tenth of the
-/// GEMM. The product lands transposed in `{prefix}.dw_t` and is added into the PyTorch-layout
-/// gradients. While the input is narrow (`in <` [`FOLD_BIAS_BELOW`]) the forward pass folds the
-/// bias the same way, `Y = [X | 1]·[W | b]ᵀ` with `[W | b]ᵀ` copied into `{prefix}.wb_t`
-/// (`[in + 1, out]`: transposed, the orientation faer multiplies 3 % faster, as it need not repack
-/// it), which gives bit-for-bit the result of the GEMM followed by a separate bias pass (the bias
-/// is the last multiply-add of every dot product) and saves that pass; wider inputs keep the
-/// separate pass, which measured faster there.
+/// GEMM; and stored transposed, `[X | 1]ᵀ` is read by faer without being repacked for every
+/// block of the product (167 → 157 ms at the large size). The product lands transposed in
+/// `{prefix}.dw_t` and is added into the PyTorch-layout gradients. While the input is narrow
+/// (`in <` [`FOLD_BIAS_BELOW`]) the forward pass folds the bias the same way,
+/// `Y = [X | 1]·[W | b]ᵀ`, with the input and a column of ones in `{prefix}.x1` `[N, in + 1]` and
+/// `[W | b]ᵀ` in `{prefix}.wb_t` (`[in + 1, out]`: transposed, the orientation faer multiplies
+/// 3 % faster), which gives bit-for-bit the result of the GEMM followed by a separate bias pass
+/// (the bias is the last multiply-add of every dot product) and saves that pass; wider inputs
+/// keep the separate pass, which measured faster there.
 #[derive(Clone, Debug)]
 pub struct LinearOp {
     name: String,
@@ -57,10 +59,11 @@ pub struct LinearOp {
     bias: ParamId,
     input: SlotId,
     output: SlotId,
-    /// `[N, in + 1]`: the input and a column of ones.
-    input_ones: SlotId,
-    /// `[in + 1, out]`: `[W | b]ᵀ`, if the forward pass folds the bias.
-    weight_bias: Option<SlotId>,
+    /// `[in + 1, N]`: the input transposed and a row of ones, for the weight gradient.
+    input_t: SlotId,
+    /// `([N, in + 1]` input and ones, `[in + 1, out]` `[W | b]ᵀ)`, if the forward pass folds the
+    /// bias.
+    fold: Option<(SlotId, SlotId)>,
     /// `[in + 1, out]`: the transposed weight and bias gradients of the window.
     grad_t: SlotId,
     /// The parameters' version `weight_bias` was last filled from.
@@ -128,9 +131,12 @@ impl LinearOp {
             }
         }
         let output = tape.acts.declare_rows(&format!("{prefix}.out"), out, true);
-        let input_ones = tape.acts.declare_rows(&format!("{prefix}.x1"), inp + 1, false);
-        let weight_bias = (inp < FOLD_BIAS_BELOW)
-            .then(|| tape.acts.declare_flat(&format!("{prefix}.wb_t"), out * (inp + 1), false));
+        let input_t =
+            tape.acts.declare_flat(&format!("{prefix}.x1_t"), (inp + 1) * tape.acts.max_rows(), false);
+        let fold = (inp < FOLD_BIAS_BELOW).then(|| {
+            let input_ones = tape.acts.declare_rows(&format!("{prefix}.x1"), inp + 1, false);
+            (input_ones, tape.acts.declare_flat(&format!("{prefix}.wb_t"), out * (inp + 1), false))
+        });
         let grad_t = tape.acts.declare_flat(&format!("{prefix}.dw_t"), (inp + 1) * out, false);
         Ok(LinearOp {
             name: prefix.to_owned(),
@@ -140,8 +146,8 @@ impl LinearOp {
             bias,
             input,
             output,
-            input_ones,
-            weight_bias,
+            input_t,
+            fold,
             grad_t,
             filled_at: FilledAt::never(),
         })
@@ -169,15 +175,10 @@ impl LinearOp {
         self.out
     }
 
-    /// `{prefix}.x1` `[N, in + 1]`: the input and a column of ones.
-    pub(crate) fn input_ones(&self) -> SlotId {
-        self.input_ones
-    }
-
-    /// `{prefix}.wb_t` `[in + 1, out]`, if the forward GEMM folds the bias (`in <`
-    /// [`FOLD_BIAS_BELOW`]).
-    pub(crate) fn weight_bias(&self) -> Option<SlotId> {
-        self.weight_bias
+    /// `({prefix}.x1` `[N, in + 1]`, `{prefix}.wb_t` `[in + 1, out])`, if the forward GEMM folds
+    /// the bias (`in <` [`FOLD_BIAS_BELOW`]).
+    pub(crate) fn fold(&self) -> Option<(SlotId, SlotId)> {
+        self.fold
     }
 
     /// Copies `[W | b]ᵀ` into `wb_t` `[in + 1, out]`, the right-hand side of the folded forward
@@ -221,23 +222,25 @@ impl LinearOp {
 
     /// The product over the rows of `x` (`[r, in]`, any `r`, so a caller may run the window in
     /// pieces) into `y` `[r, out]`: `[x | 1]·[W | b]ᵀ` from `x1` (filled by
-    /// [`Self::fill_input_ones`]) when given `wb_t` (filled by [`Self::fill_weight_bias`]), else
-    /// `x·Wᵀ` followed by adding `b` to every row. Each row's result is the same whichever rows
-    /// are computed together (the GEMM never splits a dot product).
+    /// [`Self::fill_input_ones`]) when given `folded = (x1, wb_t)` (`wb_t` filled by
+    /// [`Self::fill_weight_bias`]), else `x·Wᵀ` followed by adding `b` to every row. Each row's
+    /// result is the same whichever rows are computed together (the GEMM never splits a dot
+    /// product).
     pub(crate) fn product_rows<T: Float>(
         &self,
         params: &Params<T>,
-        wb_t: Option<&[T]>,
+        folded: Option<(&[T], &[T])>,
         x: &[T],
-        x1: &[T],
         y: &mut [T],
         par: Par,
     ) {
         let (inp, out) = (self.inp, self.out);
         let r = x.len() / inp;
-        match wb_t {
+        match folded {
             // y = [x | 1]·[W | b]ᵀ  ([r, in + 1]×[in + 1, out]).
-            Some(wb_t) => gemm(mat_mut(y, r, out), false, mat(x1, r, inp + 1), mat(wb_t, inp + 1, out), par),
+            Some((x1, wb_t)) => {
+                gemm(mat_mut(y, r, out), false, mat(x1, r, inp + 1), mat(wb_t, inp + 1, out), par)
+            }
             None => {
                 // y = x·Wᵀ  ([r, in]×[in, out]), then y += b on every row. (Copying b into every
                 // row and letting the GEMM accumulate was measured slower: a plain copy of the
@@ -260,39 +263,40 @@ impl<T: Float> Op<T> for LinearOp {
     fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
         let n = acts.rows();
         let (inp, out) = (self.inp, self.out);
-        match self.weight_bias {
-            Some(wb) => {
-                self.fill_weight_bias(params, &mut acts.slot_mut(wb).value, par);
-                let [x, x1, wb, y] = acts.slots_mut([self.input, self.input_ones, wb, self.output]);
+        match self.fold {
+            Some((x1, wb_t)) => {
+                self.fill_weight_bias(params, &mut acts.slot_mut(wb_t).value, par);
+                let [x, x1, wb_t, y] = acts.slots_mut([self.input, x1, wb_t, self.output]);
                 let (x, x1, y) =
                     (&x.value[..n * inp], &mut x1.value[..n * (inp + 1)], &mut y.value[..n * out]);
                 self.fill_input_ones(x, x1, par);
-                self.product_rows(params, Some(&wb.value), x, x1, y, par);
+                self.product_rows(params, Some((x1, &wb_t.value)), x, y, par);
             }
             None => {
-                let [x, x1, y] = acts.slots_mut([self.input, self.input_ones, self.output]);
-                let (x, x1, y) =
-                    (&x.value[..n * inp], &mut x1.value[..n * (inp + 1)], &mut y.value[..n * out]);
-                self.fill_input_ones(x, x1, par);
-                self.product_rows(params, None, x, x1, y, par);
+                let [x, y] = acts.slots_mut([self.input, self.output]);
+                self.product_rows(params, None, &x.value[..n * inp], &mut y.value[..n * out], par);
             }
         }
     }
 
-    /// Reads `output.grad` `[N, out]` and `{prefix}.x1`; accumulates `dW += dYᵀ·X`,
+    /// Reads `output.grad` `[N, out]` and `input` (copied transposed into `{prefix}.x1_t`); accumulates `dW += dYᵀ·X`,
     /// `db += Σ_rows dY`; overwrites `input.grad = dY·W` `[N, in]` (skipped if the input has no
     /// gradient buffer).
     fn vjp(&self, params: &Params<T>, acts: &mut Activations<T>, grads: &mut Grads<T>, par: Par) {
         let n = acts.rows();
         let (inp, out) = (self.inp, self.out);
-        let [x, y, x1, grad_t] = acts.slots_mut([self.input, self.output, self.input_ones, self.grad_t]);
+        let [x, y, x1_t, grad_t] = acts.slots_mut([self.input, self.output, self.input_t, self.grad_t]);
         let dy = &y.grad[..n * out];
+        // [X | 1]ᵀ `[in + 1, N]`: the input transposed, then a row of ones.
+        let (x_t, ones) = x1_t.value[..(inp + 1) * n].split_at_mut(inp * n);
+        copy_transposed(x_t, &x.value[..n * inp], inp, n, par);
+        ones.fill(T::from_f64(1.0));
         // [dW | db]ᵀ = [X | 1]ᵀ·dY  ([in + 1, N]×[N, out]), then added into the gradients.
         let grad_t = &mut grad_t.value;
         gemm_in_column_blocks(
             mat_mut(grad_t, inp + 1, out),
             false,
-            mat(&x1.value, n, inp + 1).transpose(),
+            mat(&x1_t.value, inp + 1, n),
             mat(dy, n, out),
             par,
         );
@@ -335,12 +339,12 @@ mod tests {
         for inp in [3, 100, 255, 256, 300] {
             let (out, n) = (37, 9);
             let (mut tape, op) = layer(inp, out, n, 7);
-            assert_eq!(op.weight_bias.is_some(), inp < FOLD_BIAS_BELOW);
+            assert_eq!(op.fold.is_some(), inp < FOLD_BIAS_BELOW);
             let run = |op: &LinearOp, tape: &mut Tape<f32>| {
                 op.forward(&tape.params, &mut tape.acts, Par::Seq);
                 tape.acts.slot(op.output).value[..n * out].to_vec()
             };
-            let unfolded = LinearOp { weight_bias: None, ..op.clone() };
+            let unfolded = LinearOp { fold: None, ..op.clone() };
             let (a, b) = (run(&op, &mut tape), run(&unfolded, &mut tape));
             assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "in = {inp}");
             let x = tape.acts.slot(op.input).value.clone();
@@ -359,7 +363,7 @@ mod tests {
     fn weight_copy_follows_parameter_changes() {
         let (inp, out, n) = (20, 13, 5);
         let (mut tape, op) = layer(inp, out, n, 3);
-        assert!(op.weight_bias.is_some());
+        assert!(op.fold.is_some());
         let naive = |tape: &Tape<f32>| {
             let x = &tape.acts.slot(op.input).value;
             let mut y = vec![0.0; n * out];

@@ -77,48 +77,36 @@ pub(crate) fn forward_overlapped<T: Float>(
 ) {
     let steps = acts.steps();
     let s = lstm.slots();
-    let ids = [s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0, fc.input_ones(), fc.output()];
-    match fc.weight_bias() {
-        Some(wb) => {
-            let [x, gates, c, tanh_c, h, h0, c0, x1, y, wb] =
-                acts.slots_mut([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], ids[8], wb]);
-            let bufs = [
-                &mut gates.value,
-                &mut c.value,
-                &mut tanh_c.value,
-                &mut h.value,
-                &mut x1.value,
-                &mut y.value,
-            ];
+    let ids = [s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0, fc.output()];
+    match fc.fold() {
+        Some((x1, wb_t)) => {
+            let [x, gates, c, tanh_c, h, h0, c0, y, x1, wb_t] =
+                acts.slots_mut([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], x1, wb_t]);
+            let bufs = [&mut gates.value, &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
-            run_phases(lstm, fc, params, &x.value, bufs, state, Some(&mut wb.value), steps, par);
+            let fold = Some((&mut x1.value, &mut wb_t.value));
+            run_phases(lstm, fc, params, &x.value, bufs, state, fold, steps, par);
         }
         None => {
-            let [x, gates, c, tanh_c, h, h0, c0, x1, y] = acts.slots_mut(ids);
-            let bufs = [
-                &mut gates.value,
-                &mut c.value,
-                &mut tanh_c.value,
-                &mut h.value,
-                &mut x1.value,
-                &mut y.value,
-            ];
+            let [x, gates, c, tanh_c, h, h0, c0, y] = acts.slots_mut(ids);
+            let bufs = [&mut gates.value, &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
             run_phases(lstm, fc, params, &x.value, bufs, state, None, steps, par);
         }
     }
 }
 
-/// The three phases over the window's input `x` and buffers `[gates, c, tanh_c, h, x1, y]`.
+/// The three phases over the window's input `x` and buffers `[gates, c, tanh_c, h, y]`, with
+/// the head's `(x1, wb_t)` if it folds its bias.
 #[allow(clippy::too_many_arguments)]
 fn run_phases<'a, T: Float>(
     lstm: &LstmOp,
     fc: &LinearOp,
     params: &Params<T>,
     x: &[T],
-    bufs: [&'a mut Vec<T>; 6],
+    bufs: [&'a mut Vec<T>; 5],
     state: (&[T], &[T]),
-    wb_t: Option<&mut Vec<T>>,
+    fold: Option<(&'a mut Vec<T>, &mut Vec<T>)>,
     steps: usize,
     par: Par,
 ) {
@@ -127,22 +115,28 @@ fn run_phases<'a, T: Float>(
     let vocab = fc.out();
     let head = head_steps(steps, hd, vocab);
     let (rows, head_rows) = (steps * bsz, head * bsz);
-    let [gates, c, tanh_c, h, x1, y] = bufs;
+    let [gates, c, tanh_c, h, y] = bufs;
     // Every buffer cut after the first `head` steps (rows `head·B`).
     let cut = |v: &'a mut Vec<T>, width: usize| v[..rows * width].split_at_mut(head_rows * width);
     let (g1, g2) = cut(gates, 4 * hd);
     let (c1, c2) = cut(c, hd);
     let (t1, t2) = cut(tanh_c, hd);
     let (h1, h2) = cut(h, hd);
-    let (x1a, x1b) = cut(x1, hd + 1);
     let (ya, yb) = cut(y, vocab);
     let (xa, xb) = x[..rows * embed].split_at(head_rows * embed);
+    let (x1, mut wb_t) = match fold {
+        Some((x1, wb_t)) => (Some(cut(x1, hd + 1)), Some(wb_t)),
+        None => (None, None),
+    };
+    let (mut x1a, mut x1b) = match x1 {
+        Some((a, b)) => (Some(a), Some(b)),
+        None => (None, None),
+    };
     let blocks = Par::rayon(STEALABLE_BLOCKS);
 
     // Phase 0: the first steps' input projection and recurrence here; on another thread, the
     // other steps' input projection and [W | b]ᵀ for the head, in blocks this thread takes over
     // when its own work is done.
-    let mut wb_t = wb_t;
     rayon::join(
         || {
             lstm.input_projection(params, xa, &mut *g1, head_rows, Par::Seq);
@@ -153,7 +147,9 @@ fn run_phases<'a, T: Float>(
                 1,
                 Par::Seq,
             );
-            fc.fill_input_ones(h1, x1a, Par::Seq);
+            if let Some(x1a) = x1a.as_deref_mut() {
+                fc.fill_input_ones(h1, x1a, Par::Seq);
+            }
         },
         || {
             rayon::join(
@@ -166,8 +162,9 @@ fn run_phases<'a, T: Float>(
             )
         },
     );
-    let (h1, c1, x1a): (&[T], &[T], &[T]) = (h1, c1, x1a);
+    let (h1, c1): (&[T], &[T]) = (h1, c1);
     let wb_t = wb_t.as_deref().map(|v| v.as_slice());
+    let fold_a = x1a.as_deref().zip(wb_t);
 
     // Phase 1: the other steps here, the head over the first steps' rows on another thread, cut
     // into blocks of columns (independent products, see `core::matrix::gemm`) so that this
@@ -182,11 +179,14 @@ fn run_phases<'a, T: Float>(
                 1,
                 Par::Seq,
             );
-            fc.fill_input_ones(h2, &mut *x1b, Par::Seq);
+            if let Some(x1b) = x1b.as_deref_mut() {
+                fc.fill_input_ones(h2, x1b, Par::Seq);
+            }
         },
-        || fc.product_rows(params, wb_t, h1, x1a, ya, blocks),
+        || fc.product_rows(params, fold_a, h1, ya, blocks),
     );
 
     // Phase 2: the head over the remaining rows, on every thread.
-    fc.product_rows(params, wb_t, h2, x1b, yb, par);
+    let fold_b = x1b.as_deref().zip(wb_t);
+    fc.product_rows(params, fold_b, h2, yb, par);
 }
