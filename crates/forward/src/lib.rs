@@ -27,6 +27,7 @@
 //! All matrix products go through [`stagewise_core::matrix::gemm`] into slots declared at
 //! prepare time; element-wise work is plain slice loops; `forward`/`vjp` allocate nothing.
 
+mod cache;
 mod linear;
 mod lstm;
 mod lstm_cell;

@@ -1,10 +1,10 @@
 //! The Linear head (`fc`): hidden states -> logits, one GEMM over every row of the window.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use rayon::prelude::*;
 use stagewise_core::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_core::rows::{add_to_rows, add_transposed, copy_transposed};
+
+use crate::cache::FilledAt;
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
 
 /// `y = x·Wᵀ + b` in plain loops: the algorithmic reference for [`LinearOp::forward`].
@@ -66,27 +66,8 @@ pub struct LinearOp {
     fold: Option<(SlotId, SlotId)>,
     /// `[in + 1, out]`: the transposed weight and bias gradients of the window.
     grad_t: SlotId,
-    /// The parameters' version `weight_bias` was last filled from.
+    /// The parameters' version `{prefix}.wb_t` was last filled from (see [`FilledAt`]).
     filled_at: FilledAt,
-}
-
-/// The [`Params::version`] that `{prefix}.wb_t` was last filled from (`u64::MAX`: never), so a
-/// forward pass whose weights did not change since (inference, evaluation, generation) skips the
-/// copy: 5 MB at the seed size, 3 % of an inference window. Atomic only because ops are shared
-/// (`&self`) between threads; it is read and written outside any parallel section.
-#[derive(Debug)]
-struct FilledAt(AtomicU64);
-
-impl FilledAt {
-    fn never() -> Self {
-        FilledAt(AtomicU64::new(u64::MAX))
-    }
-}
-
-impl Clone for FilledAt {
-    fn clone(&self) -> Self {
-        FilledAt(AtomicU64::new(self.0.load(Ordering::Relaxed)))
-    }
 }
 
 /// Inputs narrower than this fold the bias into the forward GEMM (see [`LinearOp`]). Measured on
@@ -189,14 +170,14 @@ impl LinearOp {
     /// already holds these weights.
     pub(crate) fn fill_weight_bias<T: Float>(&self, params: &Params<T>, wb_t: &mut [T], par: Par) {
         let version = params.version();
-        if self.filled_at.0.load(Ordering::Relaxed) == version {
+        if self.filled_at.is(version) {
             return;
         }
         let (inp, out) = (self.inp, self.out);
         let (w_t, b_row) = wb_t[..(inp + 1) * out].split_at_mut(inp * out);
         copy_transposed(w_t, params.get(self.weight), inp, out, par);
         b_row.copy_from_slice(params.get(self.bias));
-        self.filled_at.0.store(version, Ordering::Relaxed);
+        self.filled_at.set(version);
     }
 
     /// Fills `x1 = [x | 1]` (`[r, in + 1]`, the backward pass's copy of the input, and the folded

@@ -176,15 +176,20 @@ impl<'a, T: Float> ForwardPart<'a, T> {
             // compiler vectorises a loop only if it can rule out overlap between every pair of
             // slices it touches, and gives up beyond a handful (the ten-slice loop stayed scalar).
             // One row of gates is in L1 cache, so the extra passes cost little.
-            let activate = |g: &mut [T], bi: &[T], bh: &[T], f: fn(T) -> T| {
-                for (x, (a, b)) in g.iter_mut().zip(bi.iter().zip(bh)) {
-                    *x = f(*x + *a + *b);
-                }
-            };
-            activate(gi, bii, bhi, T::sigmoid_fast);
-            activate(gf, bif, bhf, T::sigmoid_fast);
-            activate(gg, big, bhg, T::tanh_fast);
-            activate(go, bio, bho, T::sigmoid_fast);
+            // Each activation written out rather than passed as a function pointer, which the
+            // compiler did not always inline (and then could not vectorise).
+            for (x, (a, b)) in gi.iter_mut().zip(bii.iter().zip(bhi)) {
+                *x = (*x + *a + *b).sigmoid_fast();
+            }
+            for (x, (a, b)) in gf.iter_mut().zip(bif.iter().zip(bhf)) {
+                *x = (*x + *a + *b).sigmoid_fast();
+            }
+            for (x, (a, b)) in gg.iter_mut().zip(big.iter().zip(bhg)) {
+                *x = (*x + *a + *b).tanh_fast();
+            }
+            for (x, (a, b)) in go.iter_mut().zip(bio.iter().zip(bho)) {
+                *x = (*x + *a + *b).sigmoid_fast();
+            }
             for (c, ((f, cp), (i, g))) in ct.iter_mut().zip(gf.iter().zip(cp).zip(gi.iter().zip(gg.iter()))) {
                 *c = *f * *cp + *i * *g;
             }

@@ -77,33 +77,36 @@ pub(crate) fn forward_overlapped<T: Float>(
 ) {
     let steps = acts.steps();
     let s = lstm.slots();
+    lstm.fill_w_hh_t(params, &mut acts.slot_mut(s.w_hh_t).value);
     let ids = [s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0, fc.output()];
     match fc.fold() {
         Some((x1, wb_t)) => {
-            let [x, gates, c, tanh_c, h, h0, c0, y, x1, wb_t] =
-                acts.slots_mut([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], x1, wb_t]);
+            let [x, gates, c, tanh_c, h, h0, c0, y, x1, wb_t, w_hh_t] = acts.slots_mut([
+                ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], x1, wb_t, s.w_hh_t,
+            ]);
             let bufs = [&mut gates.value, &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
             let fold = Some((&mut x1.value, &mut wb_t.value));
-            run_phases(lstm, fc, params, &x.value, bufs, state, fold, steps, par);
+            run_phases(lstm, fc, params, (&x.value, &w_hh_t.value), bufs, state, fold, steps, par);
         }
         None => {
-            let [x, gates, c, tanh_c, h, h0, c0, y] = acts.slots_mut(ids);
+            let [x, gates, c, tanh_c, h, h0, c0, y, w_hh_t] =
+                acts.slots_mut([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], s.w_hh_t]);
             let bufs = [&mut gates.value, &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
-            run_phases(lstm, fc, params, &x.value, bufs, state, None, steps, par);
+            run_phases(lstm, fc, params, (&x.value, &w_hh_t.value), bufs, state, None, steps, par);
         }
     }
 }
 
-/// The three phases over the window's input `x` and buffers `[gates, c, tanh_c, h, y]`, with
-/// the head's `(x1, wb_t)` if it folds its bias.
+/// The three phases over the window's input `x` (with `W_hhᵀ` beside it, `inputs = (x, w_hh_t)`)
+/// and buffers `[gates, c, tanh_c, h, y]`, with the head's `(x1, wb_t)` if it folds its bias.
 #[allow(clippy::too_many_arguments)]
 fn run_phases<'a, T: Float>(
     lstm: &LstmOp,
     fc: &LinearOp,
     params: &Params<T>,
-    x: &[T],
+    inputs: (&[T], &[T]),
     bufs: [&'a mut Vec<T>; 5],
     state: (&[T], &[T]),
     fold: Option<(&'a mut Vec<T>, &mut Vec<T>)>,
@@ -112,6 +115,7 @@ fn run_phases<'a, T: Float>(
 ) {
     let (embed, hd) = (lstm.embed(), lstm.hidden());
     let bsz = state.0.len() / hd;
+    let (x, w_hh_t) = inputs;
     let vocab = fc.out();
     let head = head_steps(steps, hd, vocab);
     let (rows, head_rows) = (steps * bsz, head * bsz);
@@ -142,6 +146,7 @@ fn run_phases<'a, T: Float>(
             lstm.input_projection(params, xa, &mut *g1, head_rows, Par::Seq);
             lstm.recurrence(
                 params,
+                w_hh_t,
                 state,
                 StepsMut { gates: g1, c: &mut *c1, tanh_c: t1, h: &mut *h1 },
                 1,
@@ -174,6 +179,7 @@ fn run_phases<'a, T: Float>(
         || {
             lstm.recurrence(
                 params,
+                w_hh_t,
                 carried,
                 StepsMut { gates: g2, c: c2, tanh_c: t2, h: &mut *h2 },
                 1,
