@@ -325,3 +325,31 @@ fn parallel_is_bit_identical_when_steps_split_by_units() {
         }
     }
 }
+
+/// The one-thread recurrence reads a cached `W_hhᵀ`: after the weights change (as after an
+/// optimizer step), the next forward pass must use the new weights, checked against the plain
+/// loops each time.
+#[test]
+fn cached_recurrent_weights_follow_parameter_changes() {
+    let (b, t, e, h) = (3, 4, 5, 6);
+    let mut m = build::<f64>(b, t, e, h, None, 21, 1.0, false);
+    let n = b * t;
+    for round in 0..3 {
+        m.forward(Par::Seq);
+        let s = m.lstm.slots();
+        let acts = &m.tape.acts;
+        let (mut hn, mut cn) = (vec![0.0; n * h], vec![0.0; n * h]);
+        lstm_forward_naive(
+            m.lstm.weights(&m.tape.params),
+            &acts.slot(m.x).value[..n * e],
+            &acts.slot(s.h0).value,
+            &acts.slot(s.c0).value,
+            b,
+            &mut hn,
+            &mut cn,
+        );
+        let dh = max_abs_diff(&acts.slot(s.h).value[..n * h], &hn);
+        assert!(dh < 1e-12, "round {round}: h diff {dh:e}");
+        m.tape.params.get_mut(m.lstm.params().w_hh)[round * 7] += 0.3;
+    }
+}
