@@ -23,7 +23,9 @@ use crate::lstm::{LstmOp, StepsMut};
 
 /// How much longer one recurrence step takes than its multiply-adds alone at the head's GEMM
 /// rate, for the cell pass and the small product's lower efficiency. Measured at the seed size on
-/// the project's machine (see `docs/results.md`).
+/// the project's machine: a step (2.1 M multiply-adds) took about 55 µs, against 30 µs at the
+/// head's 137 GFLOP/s per core; a sweep of `S` from 3 to 8 steps found 6 (this rule's choice) as
+/// fast as any.
 const RECURRENCE_COST_FACTOR: f64 = 2.0;
 
 /// Blocks the head's product of phase 1 is cut into, so the thread that finishes the recurrence
