@@ -121,38 +121,9 @@ impl<'a, T: Float> ForwardPart<'a, T> {
         }
     }
 
-    fn split(self, at: usize) -> (Self, Self) {
-        let local = at - self.units.start;
-        let (g1, g2) = split_gates(self.gates, local);
-        let (c1, c2) = self.c.split_at_col_mut(local);
-        let (t1, t2) = self.tanh_c.split_at_col_mut(local);
-        let (h1, h2) = self.h.split_at_col_mut(local);
-        (
-            ForwardPart { units: self.units.start..at, gates: g1, c: c1, tanh_c: t1, h: h1 },
-            ForwardPart { units: at..self.units.end, gates: g2, c: c2, tanh_c: t2, h: h2 },
-        )
-    }
-
     /// The cell alone, for a caller that has already added the recurrent product into the
     /// whole step's gates with one GEMM (the single-part path, where one product beats four).
     pub fn cells_only(mut self, s: &ForwardShared<'_, T>) {
-        with_wide_simd(
-            #[inline(always)]
-            || self.cells(s),
-        );
-    }
-
-    /// The recurrent product for this part's gate columns, then the cell for its units.
-    fn run(mut self, s: &ForwardShared<'_, T>) {
-        let (bsz, hd) = (s.batch, s.hidden);
-        let h_prev = mat(s.h_prev, bsz, hd);
-        let w_hh = mat(s.w_hh, 4 * hd, hd);
-        let (u0, nu) = (self.units.start, self.units.len());
-        for (q, gates) in self.gates.iter_mut().enumerate() {
-            // gates_q[:, U] += h_{t-1}·W_hh[qH + U, :]ᵀ  ([B, H]×[H, U]).
-            let w = w_hh.subrows(q * hd + u0, nu).transpose();
-            gemm(gates.as_mut(), true, h_prev, w, Par::Seq);
-        }
         with_wide_simd(
             #[inline(always)]
             || self.cells(s),
@@ -254,34 +225,9 @@ impl<'a, T: Float> BackwardPart<'a, T> {
         }
     }
 
-    fn split(self, at: usize) -> (Self, Self) {
-        let local = at - self.units.start;
-        let (g1, g2) = split_gates(self.dgates, local);
-        let (h1, h2) = self.dh_next.split_at_col_mut(local);
-        let (c1, c2) = self.dc_next.split_at_col_mut(local);
-        (
-            BackwardPart { units: self.units.start..at, dgates: g1, dh_next: h1, dc_next: c1 },
-            BackwardPart { units: at..self.units.end, dgates: g2, dh_next: h2, dc_next: c2 },
-        )
-    }
-
     /// The element-wise pass alone, for a caller that has already computed the whole `dh_next`
     /// with one GEMM (the single-part path).
     pub fn cells_only(mut self, s: &BackwardShared<'_, T>) {
-        with_wide_simd(
-            #[inline(always)]
-            || self.cells(s),
-        );
-    }
-
-    /// `dh[:, U] = dGates_{t+1}·W_hh[:, U]`, then the element-wise pass for its units.
-    fn run(mut self, s: &BackwardShared<'_, T>) {
-        let (bsz, hd) = (s.batch, s.hidden);
-        if let Some(dg_next) = s.dg_next {
-            let w = mat(s.w_hh, 4 * hd, hd).subcols(self.units.start, self.units.len());
-            // dh_t[:, U] from the recurrence: dGates_{t+1}·W_hh[:, U]  ([B, 4H]×[4H, U]).
-            gemm(self.dh_next.as_mut(), false, mat(dg_next, bsz, 4 * hd), w, Par::Seq);
-        }
         with_wide_simd(
             #[inline(always)]
             || self.cells(s),
@@ -344,10 +290,32 @@ impl<'a, 's, T: Float> SplitByUnits<ForwardShared<'s, T>> for ForwardPart<'a, T>
         self.units.clone()
     }
     fn split_at(self, at: usize) -> (Self, Self) {
-        self.split(at)
+        let local = at - self.units.start;
+        let (g1, g2) = split_gates(self.gates, local);
+        let (c1, c2) = self.c.split_at_col_mut(local);
+        let (t1, t2) = self.tanh_c.split_at_col_mut(local);
+        let (h1, h2) = self.h.split_at_col_mut(local);
+        (
+            ForwardPart { units: self.units.start..at, gates: g1, c: c1, tanh_c: t1, h: h1 },
+            ForwardPart { units: at..self.units.end, gates: g2, c: c2, tanh_c: t2, h: h2 },
+        )
     }
-    fn run_part(self, shared: &ForwardShared<'s, T>) {
-        self.run(shared)
+
+    /// The recurrent product for this part's gate columns, then the cell for its units.
+    fn run_part(mut self, s: &ForwardShared<'s, T>) {
+        let (bsz, hd) = (s.batch, s.hidden);
+        let h_prev = mat(s.h_prev, bsz, hd);
+        let w_hh = mat(s.w_hh, 4 * hd, hd);
+        let (u0, nu) = (self.units.start, self.units.len());
+        for (q, gates) in self.gates.iter_mut().enumerate() {
+            // gates_q[:, U] += h_{t-1}·W_hh[qH + U, :]ᵀ  ([B, H]×[H, U]).
+            let w = w_hh.subrows(q * hd + u0, nu).transpose();
+            gemm(gates.as_mut(), true, h_prev, w, Par::Seq);
+        }
+        with_wide_simd(
+            #[inline(always)]
+            || self.cells(s),
+        );
     }
 }
 
@@ -356,10 +324,28 @@ impl<'a, 's, T: Float> SplitByUnits<BackwardShared<'s, T>> for BackwardPart<'a, 
         self.units.clone()
     }
     fn split_at(self, at: usize) -> (Self, Self) {
-        self.split(at)
+        let local = at - self.units.start;
+        let (g1, g2) = split_gates(self.dgates, local);
+        let (h1, h2) = self.dh_next.split_at_col_mut(local);
+        let (c1, c2) = self.dc_next.split_at_col_mut(local);
+        (
+            BackwardPart { units: self.units.start..at, dgates: g1, dh_next: h1, dc_next: c1 },
+            BackwardPart { units: at..self.units.end, dgates: g2, dh_next: h2, dc_next: c2 },
+        )
     }
-    fn run_part(self, shared: &BackwardShared<'s, T>) {
-        self.run(shared)
+
+    /// `dh[:, U] = dGates_{t+1}·W_hh[:, U]`, then the element-wise pass for its units.
+    fn run_part(mut self, s: &BackwardShared<'s, T>) {
+        let (bsz, hd) = (s.batch, s.hidden);
+        if let Some(dg_next) = s.dg_next {
+            let w = mat(s.w_hh, 4 * hd, hd).subcols(self.units.start, self.units.len());
+            // dh_t[:, U] from the recurrence: dGates_{t+1}·W_hh[:, U]  ([B, 4H]×[4H, U]).
+            gemm(self.dh_next.as_mut(), false, mat(dg_next, bsz, 4 * hd), w, Par::Seq);
+        }
+        with_wide_simd(
+            #[inline(always)]
+            || self.cells(s),
+        );
     }
 }
 

@@ -130,14 +130,8 @@ fn run_phases<'a, T: Float>(
     let (h1, h2) = cut(h, hd);
     let (ya, yb) = cut(y, vocab);
     let (xa, xb) = x[..rows * embed].split_at(head_rows * embed);
-    let (x1, mut wb_t) = match fold {
-        Some((x1, wb_t)) => (Some(cut(x1, hd + 1)), Some(wb_t)),
-        None => (None, None),
-    };
-    let (mut x1a, mut x1b) = match x1 {
-        Some((a, b)) => (Some(a), Some(b)),
-        None => (None, None),
-    };
+    let (x1, mut wb_t) = fold.map(|(x1, wb_t)| (cut(x1, hd + 1), wb_t)).unzip();
+    let (mut x1a, mut x1b) = x1.unzip();
     let blocks = Par::rayon(STEALABLE_BLOCKS);
 
     // Phase 0: the first steps' input projection and recurrence here; on another thread, the

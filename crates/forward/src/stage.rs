@@ -16,10 +16,8 @@ pub const FC_PREFIX: &str = "fc";
 #[derive(Clone, Debug)]
 struct Prepared {
     ops: (usize, usize),
-    lstm: LstmSlots,
-    logits: SlotId,
-    /// Copies of the two ops pushed onto the tape (sizes and handles only), for the overlapped
-    /// schedule, which runs them interleaved rather than one after the other.
+    /// Copies of the two ops pushed onto the tape (sizes and handles only): the source of the
+    /// slot handles, and what the overlapped schedule runs interleaved.
     lstm_op: LstmOp,
     fc_op: LinearOp,
 }
@@ -56,12 +54,12 @@ impl<T: Float> LstmForward<T> {
 
     /// The LSTM's slots (state `h0`/`c0`, output `h`, ...), once prepared.
     pub fn lstm_slots(&self) -> Option<LstmSlots> {
-        self.prepared.as_ref().map(|p| p.lstm)
+        self.prepared.as_ref().map(|p| p.lstm_op.slots())
     }
 
     /// The logits slot `[T·B, V]`, once prepared.
     pub fn logits(&self) -> Option<SlotId> {
-        self.prepared.as_ref().map(|p| p.logits)
+        self.prepared.as_ref().map(|p| p.fc_op.output())
     }
 
     /// Positions of this stage's ops in the tape's schedule, once prepared.
@@ -113,13 +111,12 @@ impl<T: Float> Stage for LstmForward<T> {
         }
         let lstm = LstmOp::declare(tape, input, self.hidden, self.seed)?;
         let fc = LinearOp::declare(tape, FC_PREFIX, lstm.output(), dims.vocab, self.seed)?;
-        let lstm_slots = lstm.slots();
         let logits = fc.output();
         let (lstm_op, fc_op) = (lstm.clone(), fc.clone());
         let first = tape.push(Box::new(lstm));
         let last = tape.push(Box::new(fc));
         tape.set_output(logits);
-        self.prepared = Some(Prepared { ops: (first, last + 1), lstm: lstm_slots, logits, lstm_op, fc_op });
+        self.prepared = Some(Prepared { ops: (first, last + 1), lstm_op, fc_op });
         Ok(())
     }
 
@@ -139,7 +136,7 @@ impl<T: Float> Stage for LstmForward<T> {
         };
         let (batch, steps) = (tape.acts.batch(), tape.acts.steps());
         let small_steps = unit_parts(cx.par, batch, self.hidden) == 1;
-        let (embed, vocab) = (p.lstm_op.embed(), tape.acts.slot(p.logits).width);
+        let (embed, vocab) = (p.lstm_op.embed(), p.fc_op.out());
         if threads >= 2 && small_steps && overlap_applies(steps, batch, embed, self.hidden, vocab) {
             forward_overlapped(&p.lstm_op, &p.fc_op, &tape.params, &mut tape.acts, cx.par);
         } else {
