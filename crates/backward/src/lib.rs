@@ -11,15 +11,17 @@
 //!
 //! This crate never depends on the forward crate: it sees ops only through core's [`Op`](stagewise_core::Op).
 
+use stagewise_core::memory::AlignedVec;
 use stagewise_core::{Ctx, Dims, Error, Float, Result, Stage, Tape};
 
 /// The backward box's contract: the seed gradient (`dlogits`, `[N_max, V]`, e.g. the logits
 /// buffer the loss overwrote with its gradient) in, the tape's gradients out. The seed buffer may
 /// be swapped into the tape instead of copied, so its contents afterwards are unspecified (it
 /// stays the same length).
-pub trait Backward<T: Float>: for<'a> Stage<Input<'a> = &'a mut Vec<T>, Output = Tape<T>> {}
+pub trait Backward<T: Float>: for<'a> Stage<Input<'a> = &'a mut AlignedVec<T>, Output = Tape<T>> {}
 
-impl<T: Float, S> Backward<T> for S where S: for<'a> Stage<Input<'a> = &'a mut Vec<T>, Output = Tape<T>> {}
+impl<T: Float, S> Backward<T> for S where S: for<'a> Stage<Input<'a> = &'a mut AlignedVec<T>, Output = Tape<T>>
+{}
 
 /// The exact reverse sweep over the tape.
 #[derive(Clone, Debug, Default)]
@@ -33,7 +35,7 @@ impl<T> ReverseSweep<T> {
 }
 
 impl<T: Float> Stage for ReverseSweep<T> {
-    type Input<'a> = &'a mut Vec<T>;
+    type Input<'a> = &'a mut AlignedVec<T>;
     type Output = Tape<T>;
 
     fn name(&self) -> &str {
@@ -50,7 +52,7 @@ impl<T: Float> Stage for ReverseSweep<T> {
         Ok(())
     }
 
-    fn run(&self, seed: &mut Vec<T>, tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
+    fn run(&self, seed: &mut AlignedVec<T>, tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
         let Some(out) = tape.output() else {
             return Err(Error::config("backward", "the tape has no output slot"));
         };
@@ -100,7 +102,7 @@ pub enum BackwardImpl<T> {
 }
 
 stagewise_core::delegate_stage!(impl[T: Float] Stage for BackwardImpl<T> { Reverse }
-    input<'a> = &'a mut Vec<T>; output = Tape<T>;);
+    input<'a> = &'a mut AlignedVec<T>; output = Tape<T>;);
 
 #[cfg(test)]
 mod tests {
@@ -158,7 +160,7 @@ mod tests {
         tape.forward_range(0..2, Par::Seq);
         for _ in 0..2 {
             // Twice: the second call must not accumulate onto the first.
-            let mut seed = vec![1.0, 1.0];
+            let mut seed = AlignedVec::from_slice(&[1.0, 1.0]);
             sweep.run(&mut seed, &mut tape, &Ctx::seq()).unwrap();
             assert_eq!(tape.grads.as_slice(), &[9.0, 6.0]);
             assert_eq!(tape.acts.slot(x).grad, vec![6.0, 6.0]);
@@ -173,7 +175,7 @@ mod tests {
         tape.push(Box::new(Scale { a, x, y: x }));
         tape.set_output(x);
         tape.finish();
-        let err = ReverseSweep::new().run(&mut vec![0.0; 5], &mut tape, &Ctx::seq()).unwrap_err();
+        let err = ReverseSweep::new().run(&mut AlignedVec::zeroed(5), &mut tape, &Ctx::seq()).unwrap_err();
         assert!(err.to_string().contains("backward seed"), "{err}");
     }
 

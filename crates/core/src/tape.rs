@@ -5,6 +5,7 @@
 //! buffers as [`Slot`]s and pushes its [`Op`]s. A training cycle then replays the list forwards and
 //! the backward stage walks it in reverse. Nothing is recorded per step, so nothing is allocated.
 
+use crate::memory::AlignedVec;
 use crate::{Float, Grads, Params, Result};
 use faer::Par;
 
@@ -18,10 +19,11 @@ pub struct Slot<T> {
     /// A name for debugging and error messages (`"lstm.h"`, `"fc.logits"`, ...).
     pub name: String,
     /// Forward values. Sized once for the longest window; ops use the prefix for the current one.
-    pub value: Vec<T>,
+    /// Starts on a 64-byte boundary (see [`AlignedVec`]), as does `grad`.
+    pub value: AlignedVec<T>,
     /// Gradient of the loss with respect to `value` (same size), or empty for saved intermediates
     /// that nothing differentiates through. Ops *overwrite* input gradients.
-    pub grad: Vec<T>,
+    pub grad: AlignedVec<T>,
     /// Scalars per row (per token position), or 0 for a buffer not laid out by rows (e.g. a
     /// recurrent state of `[B, H]`).
     pub width: usize,
@@ -78,8 +80,8 @@ impl<T: Float> Activations<T> {
     fn declare(&mut self, name: &str, len: usize, width: usize, with_grad: bool) -> SlotId {
         self.slots.push(Slot {
             name: name.to_owned(),
-            value: crate::memory::zeroed(len),
-            grad: if with_grad { crate::memory::zeroed(len) } else { Vec::new() },
+            value: AlignedVec::zeroed(len),
+            grad: AlignedVec::zeroed(if with_grad { len } else { 0 }),
             width,
         });
         SlotId(self.slots.len() - 1)

@@ -86,15 +86,15 @@ pub(crate) fn forward_overlapped<T: Float>(
             let [x, gates, c, tanh_c, h, h0, c0, y, x1, wb_t, w_hh_t] = acts.slots_mut([
                 ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], x1, wb_t, s.w_hh_t,
             ]);
-            let bufs = [&mut gates.value, &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
+            let bufs = [&mut gates.value[..], &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
-            let fold = Some((&mut x1.value, &mut wb_t.value));
+            let fold = Some((&mut x1.value[..], &mut wb_t.value[..]));
             run_phases(lstm, fc, params, (&x.value, &w_hh_t.value), bufs, state, fold, steps, par);
         }
         None => {
             let [x, gates, c, tanh_c, h, h0, c0, y, w_hh_t] =
                 acts.slots_mut([ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], s.w_hh_t]);
-            let bufs = [&mut gates.value, &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
+            let bufs = [&mut gates.value[..], &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
             run_phases(lstm, fc, params, (&x.value, &w_hh_t.value), bufs, state, None, steps, par);
         }
@@ -109,9 +109,9 @@ fn run_phases<'a, T: Float>(
     fc: &LinearOp,
     params: &Params<T>,
     inputs: (&[T], &[T]),
-    bufs: [&'a mut Vec<T>; 5],
+    bufs: [&'a mut [T]; 5],
     state: (&[T], &[T]),
-    fold: Option<(&'a mut Vec<T>, &mut Vec<T>)>,
+    fold: Option<(&'a mut [T], &mut [T])>,
     steps: usize,
     par: Par,
 ) {
@@ -123,7 +123,7 @@ fn run_phases<'a, T: Float>(
     let (rows, head_rows) = (steps * bsz, head * bsz);
     let [gates, c, tanh_c, h, y] = bufs;
     // Every buffer cut after the first `head` steps (rows `head·B`).
-    let cut = |v: &'a mut Vec<T>, width: usize| v[..rows * width].split_at_mut(head_rows * width);
+    let cut = |v: &'a mut [T], width: usize| v[..rows * width].split_at_mut(head_rows * width);
     let (g1, g2) = cut(gates, 4 * hd);
     let (c1, c2) = cut(c, hd);
     let (t1, t2) = cut(tanh_c, hd);
@@ -164,7 +164,7 @@ fn run_phases<'a, T: Float>(
         },
     );
     let (h1, c1): (&[T], &[T]) = (h1, c1);
-    let wb_t = wb_t.as_deref().map(|v| v.as_slice());
+    let wb_t = wb_t.as_deref();
     let fold_a = x1a.as_deref().zip(wb_t);
 
     // Phase 1: the other steps here, the head over the first steps' rows on another thread, cut

@@ -301,7 +301,7 @@ fn parallel_is_bit_identical_for_vector_shapes() {
             m.forward(par);
             let w = cotangent(&m, 5);
             m.backward(&w, par);
-            let mut all = m.tape.acts.slot(m.output()).value.clone();
+            let mut all = m.tape.acts.slot(m.output()).value.to_vec();
             all.extend_from_slice(&m.tape.acts.slot(m.x).grad);
             all.extend_from_slice(m.tape.grads.as_slice());
             all.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
@@ -322,7 +322,7 @@ fn parallel_is_bit_identical_when_steps_split_by_units() {
             m.forward(par);
             let w = cotangent(&m, 11);
             m.backward(&w, par);
-            let mut all = m.tape.acts.slot(m.output()).value.clone();
+            let mut all = m.tape.acts.slot(m.output()).value.to_vec();
             all.extend_from_slice(&m.tape.acts.slot(m.x).grad);
             all.extend_from_slice(m.tape.grads.as_slice());
             all.iter().map(|x| x.to_bits()).collect::<Vec<_>>()

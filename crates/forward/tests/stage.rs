@@ -25,7 +25,7 @@ fn prepare_and_run<S: Forward<f64>>(stage: &mut S, d: &Dims, tape: &mut Tape<f64
     tape.finish();
     stage.run((), tape, &Ctx::seq()).expect("run");
     let out = tape.output().expect("logits slot");
-    tape.acts.slot(out).value.clone()
+    tape.acts.slot(out).value.to_vec()
 }
 
 #[test]
