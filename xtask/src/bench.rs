@@ -448,14 +448,14 @@ fn section(cx: &Context, gemms: &[Gemm], peaks: &[(usize, f64)], rows: &[Row]) -
 /// `text` with the marked section replaced by `section` (which carries its own markers), or with
 /// `section` appended when the markers are missing.
 pub fn replace_section(text: &str, section: &str) -> String {
-    if let (Some(a), Some(b)) = (text.find(START), text.find(END)) {
-        if a < b {
-            let mut end = b + END.len();
-            if text[end..].starts_with('\n') {
-                end += 1;
-            }
-            return format!("{}{}{}", &text[..a], section, &text[end..]);
+    if let (Some(a), Some(b)) = (text.find(START), text.find(END))
+        && a < b
+    {
+        let mut end = b + END.len();
+        if text[end..].starts_with('\n') {
+            end += 1;
         }
+        return format!("{}{}{}", &text[..a], section, &text[end..]);
     }
     let sep = if text.is_empty() || text.ends_with("\n\n") {
         ""

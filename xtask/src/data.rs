@@ -110,10 +110,10 @@ fn concatenate(dir: &Path) -> Result<Vec<u8>, String> {
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         // Non-UTF-8 names cannot end with the ASCII suffix we want; skip them.
-        if let Ok(name) = entry.file_name().into_string() {
-            if name.ends_with(SUFFIX) {
-                names.push(name);
-            }
+        if let Ok(name) = entry.file_name().into_string()
+            && name.ends_with(SUFFIX)
+        {
+            names.push(name);
         }
     }
     // `String` orders by bytes, which for UTF-8 is code-point order: Python's `sorted()`.

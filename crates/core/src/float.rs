@@ -35,6 +35,13 @@ pub trait Float:
     fn is_finite(self) -> bool;
     /// The larger of two values (NaN-ignoring, like `f32::max`).
     fn max(self, other: Self) -> Self;
+    /// `self · a + b` rounded once (a fused multiply-add), as a GEMM kernel's FMA computes it.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// The same slice seen as `f32`, if `Self` is `f32`: lets generic code hand its buffers to a
+    /// kernel written for `f32` only (see `packed`), with no cast and no `unsafe`.
+    fn as_f32s(x: &[Self]) -> Option<&[f32]>;
+    /// [`Float::as_f32s`], writable.
+    fn as_f32s_mut(x: &mut [Self]) -> Option<&mut [f32]>;
     /// `e^self` for arguments `<= 0` (softmax after subtracting the row maximum), written so the
     /// compiler can vectorise a loop of them: no call, no branch. `f32` uses a Cephes-style
     /// range reduction and degree-6 polynomial (within 2 ulp of `f32::exp` on `[-87, 0]`, and
@@ -101,6 +108,18 @@ macro_rules! impl_float {
             #[inline]
             fn max(self, other: Self) -> Self {
                 <$t>::max(self, other)
+            }
+            #[inline]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
+            }
+            #[inline]
+            fn as_f32s(x: &[Self]) -> Option<&[f32]> {
+                F32View::view(x)
+            }
+            #[inline]
+            fn as_f32s_mut(x: &mut [Self]) -> Option<&mut [f32]> {
+                F32View::view_mut(x)
             }
             #[inline(always)]
             fn exp_nonpositive(self) -> Self {
@@ -172,6 +191,30 @@ impl FastExp for f64 {
     #[inline(always)]
     fn tanh_impl(self) -> f64 {
         self.tanh()
+    }
+}
+
+/// Private helper for [`Float::as_f32s`]: `Some` for `f32` only.
+trait F32View: Sized {
+    fn view(x: &[Self]) -> Option<&[f32]>;
+    fn view_mut(x: &mut [Self]) -> Option<&mut [f32]>;
+}
+
+impl F32View for f32 {
+    fn view(x: &[f32]) -> Option<&[f32]> {
+        Some(x)
+    }
+    fn view_mut(x: &mut [f32]) -> Option<&mut [f32]> {
+        Some(x)
+    }
+}
+
+impl F32View for f64 {
+    fn view(_: &[f64]) -> Option<&[f32]> {
+        None
+    }
+    fn view_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+        None
     }
 }
 

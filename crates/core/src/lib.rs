@@ -11,6 +11,7 @@
 //!   stage walks in reverse, with the activation buffers ([`Activations`], [`Slot`]).
 //! - [`Params`], [`Grads`], [`Moments`]: flat arenas with PyTorch names ([`ParamLayout`]).
 //! - [`Float`]: `f32` to train, `f64` to check gradients; [`matrix`]: faer views and GEMM.
+//! - [`packed`]: the head's forward product from a right-hand side packed once (AVX-512).
 //! - [`rows`]: bias add and bias-gradient column sums, split across threads without changing a bit.
 //! - [`Rng`]: per-stage seeded random streams; [`Error`]: one error type naming file, line, field.
 
@@ -18,6 +19,7 @@ mod error;
 mod float;
 pub mod matrix;
 pub mod memory;
+pub mod packed;
 mod params;
 mod rng;
 pub mod rows;

@@ -189,10 +189,10 @@ mod tests {
         for len in [0, 1, 15, 1000, (HUGE_PAGE_MIN_BYTES / 4) + 3] {
             let buf: AlignedVec<f32> = AlignedVec::zeroed(len);
             assert_eq!(buf.len(), len);
-            assert!(len == 0 || buf.as_ptr() as usize % ALIGN_BYTES == 0, "len {len}");
+            assert!(len == 0 || (buf.as_ptr() as usize).is_multiple_of(ALIGN_BYTES), "len {len}");
             assert!(buf.iter().all(|x| x.to_bits() == 0), "len {len}");
             let wide: AlignedVec<f64> = AlignedVec::zeroed(len);
-            assert!(len == 0 || wide.as_ptr() as usize % ALIGN_BYTES == 0, "f64 len {len}");
+            assert!(len == 0 || (wide.as_ptr() as usize).is_multiple_of(ALIGN_BYTES), "f64 len {len}");
         }
     }
 

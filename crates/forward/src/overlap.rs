@@ -81,15 +81,15 @@ pub(crate) fn forward_overlapped<T: Float>(
     let s = lstm.slots();
     lstm.fill_w_hh_t(params, &mut acts.slot_mut(s.w_hh_t).value);
     let ids = [s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0, fc.output()];
-    match fc.fold() {
-        Some((x1, wb_t)) => {
-            let [x, gates, c, tanh_c, h, h0, c0, y, x1, wb_t, w_hh_t] = acts.slots_mut([
-                ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], x1, wb_t, s.w_hh_t,
+    match fc.operands() {
+        Some((left, right)) => {
+            let [x, gates, c, tanh_c, h, h0, c0, y, left, right, w_hh_t] = acts.slots_mut([
+                ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], left, right, s.w_hh_t,
             ]);
             let bufs = [&mut gates.value[..], &mut c.value, &mut tanh_c.value, &mut h.value, &mut y.value];
             let state = (&h0.value[..], &c0.value[..]);
-            let fold = Some((&mut x1.value[..], &mut wb_t.value[..]));
-            run_phases(lstm, fc, params, (&x.value, &w_hh_t.value), bufs, state, fold, steps, par);
+            let operands = Some((&mut left.value[..], &mut right.value[..]));
+            run_phases(lstm, fc, params, (&x.value, &w_hh_t.value), bufs, state, operands, steps, par);
         }
         None => {
             let [x, gates, c, tanh_c, h, h0, c0, y, w_hh_t] =
@@ -102,7 +102,8 @@ pub(crate) fn forward_overlapped<T: Float>(
 }
 
 /// The three phases over the window's input `x` (with `W_hhᵀ` beside it, `inputs = (x, w_hh_t)`)
-/// and buffers `[gates, c, tanh_c, h, y]`, with the head's `(x1, wb_t)` if it folds its bias.
+/// and buffers `[gates, c, tanh_c, h, y]`, with the head's own `(left, right)` operand buffers if
+/// it has them (`LinearOp::operands`).
 #[allow(clippy::too_many_arguments)]
 fn run_phases<'a, T: Float>(
     lstm: &LstmOp,
@@ -111,7 +112,7 @@ fn run_phases<'a, T: Float>(
     inputs: (&[T], &[T]),
     bufs: [&'a mut [T]; 5],
     state: (&[T], &[T]),
-    fold: Option<(&'a mut [T], &mut [T])>,
+    operands: Option<(&'a mut [T], &mut [T])>,
     steps: usize,
     par: Par,
 ) {
@@ -130,8 +131,10 @@ fn run_phases<'a, T: Float>(
     let (h1, h2) = cut(h, hd);
     let (ya, yb) = cut(y, vocab);
     let (xa, xb) = x[..rows * embed].split_at(head_rows * embed);
-    let (x1, mut wb_t) = fold.map(|(x1, wb_t)| (cut(x1, hd + 1), wb_t)).unzip();
-    let (mut x1a, mut x1b) = x1.unzip();
+    // The head's left operand: each piece in its own part (`LinearOp::left_offset`).
+    let (left, mut right) =
+        operands.map(|(left, right)| (left.split_at_mut(fc.left_offset(head_rows)), right)).unzip();
+    let (mut left_a, mut left_b) = left.unzip();
     let blocks = Par::rayon(STEALABLE_BLOCKS);
 
     // Phase 0: the first steps' input projection and recurrence here; on another thread, the
@@ -148,24 +151,24 @@ fn run_phases<'a, T: Float>(
                 1,
                 Par::Seq,
             );
-            if let Some(x1a) = x1a.as_deref_mut() {
-                fc.fill_input_ones(h1, x1a, Par::Seq);
+            if let Some(left_a) = left_a.as_deref_mut() {
+                fc.fill_left(h1, left_a, Par::Seq);
             }
         },
         || {
             rayon::join(
                 || lstm.input_projection(params, xb, &mut *g2, rows - head_rows, blocks),
                 || {
-                    if let Some(wb_t) = wb_t.as_deref_mut() {
-                        fc.fill_weight_bias(params, wb_t, par);
+                    if let Some(right) = right.as_deref_mut() {
+                        fc.fill_right(params, right, par);
                     }
                 },
             )
         },
     );
     let (h1, c1): (&[T], &[T]) = (h1, c1);
-    let wb_t = wb_t.as_deref();
-    let fold_a = x1a.as_deref().zip(wb_t);
+    let right = right.as_deref();
+    let operands_a = left_a.as_deref().zip(right);
 
     // Phase 1: the other steps here, the head over the first steps' rows on another thread, cut
     // into blocks of columns (independent products, see `core::matrix::gemm`) so that this
@@ -181,14 +184,14 @@ fn run_phases<'a, T: Float>(
                 1,
                 Par::Seq,
             );
-            if let Some(x1b) = x1b.as_deref_mut() {
-                fc.fill_input_ones(h2, x1b, Par::Seq);
+            if let Some(left_b) = left_b.as_deref_mut() {
+                fc.fill_left(h2, left_b, Par::Seq);
             }
         },
-        || fc.product_rows(params, fold_a, h1, ya, blocks),
+        || fc.product_rows(params, operands_a, h1, ya, blocks),
     );
 
     // Phase 2: the head over the remaining rows, on every thread.
-    let fold_b = x1b.as_deref().zip(wb_t);
-    fc.product_rows(params, fold_b, h2, yb, par);
+    let operands_b = left_b.as_deref().zip(right);
+    fc.product_rows(params, operands_b, h2, yb, par);
 }

@@ -136,7 +136,7 @@ fn config_parses_from_toml() {
 
 /// On several threads the stage overlaps the head's product with the recurrence (when a step is
 /// too small to split by hidden units); every buffer it writes — logits, the LSTM's saved
-/// intermediates, the head's `[h | 1]` copy — must equal the one-thread schedule bit for bit,
+/// intermediates, the head's packed weights — must equal the one-thread schedule bit for bit,
 /// over consecutive windows (state carried), with and without the folded bias (`H < 256`, `H ≥ 256`).
 #[test]
 fn overlapped_schedule_is_bit_identical_to_one_thread() {
@@ -162,7 +162,12 @@ fn overlapped_schedule_is_bit_identical_to_one_thread() {
                     *v = rng.normal() as f32;
                 }
                 stage.run((), &mut tape, &cx).unwrap();
-                for slot in tape.acts.slots() {
+                // Every slot but the head's left operand: with the packed kernel it is laid out in
+                // tiles per piece of the window, so the overlapped schedule (two pieces) places
+                // rows differently; the logits computed from it are compared.
+                for slot in
+                    tape.acts.slots().iter().filter(|s| !matches!(s.name.as_str(), "fc.x1" | "fc.x_tiles"))
+                {
                     seen.extend(slot.value.iter().map(|v| v.to_bits()));
                 }
                 tape.end_window();

@@ -1,0 +1,476 @@
+//! Products with a right-hand side packed once into column panels: the head's forward GEMM.
+//!
+//! The head's product `[N, in (+1)]·[in (+1), V]` is most of an inference window (three
+//! quarters at the seed size). Through faer it ran at 138–144 GFLOP/s per core on the project's
+//! machine, against an AVX-512 register peak of about 210. Two things cost it: faer packs the
+//! 5 MB right-hand side again on every call, though the weights change at most once per step;
+//! and its kernel for this shape (depth 129) spends a large share of its time storing the 80 MB
+//! output. This module packs the right-hand side once (the caller caches it, refilled when the
+//! weights change) into panels of [`PANEL_COLS`] columns, and multiplies with a 14×32 AVX-512
+//! kernel that walks the output row by row in cache-sized blocks of columns. Measured on
+//! `[2016, 129]×[129, 9984]`, one thread, output 64-byte aligned on huge pages: 158 GFLOP/s
+//! against faer's 142.
+//!
+//! # Why the results are faer's, bit for bit
+//! Every output element is one chain of fused multiply-adds over `k` in order, starting from
+//! zero, then stored: `c = fma(a[k−1], b[k−1], … fma(a[0], b[0], 0))`. faer's kernel computes the
+//! same chain whenever it does not cut the sum over `k` into blocks, which it does not up to a
+//! depth of 512 (checked against faer on the model's shapes by the tests below; at 513 it cuts).
+//! The kernel is therefore used only up to [`MAX_DEPTH`], and a model trained with it has the
+//! same bits as with faer — and the same at any thread count, since threads split columns, never
+//! `k`.
+//!
+//! On a machine without AVX-512, or for `f64`, [`kernel_applies`] is false and callers keep
+//! faer's product; [`gemm_packed`] still computes the same chain in portable code if called.
+
+use faer::{MatMut, Par};
+
+use crate::Float;
+use crate::matrix::SEQUENTIAL_BELOW_MACS;
+
+/// Rows of the left-hand side per tile: the kernel keeps a `14 × 32` block of the output in 28
+/// of the 32 AVX-512 registers (14×32 and 12×32 measured fastest of 6×64 … 14×32).
+pub const TILE_ROWS: usize = 14;
+
+/// Columns of the right-hand side per panel: two AVX-512 vectors of `f32`.
+pub const PANEL_COLS: usize = 32;
+
+/// The deepest product the kernel takes (see the module docs: faer's sum over `k` is one chain
+/// up to here).
+pub const MAX_DEPTH: usize = 512;
+
+/// Bytes of packed right-hand side one pass over the rows works on (a block of panels that stays
+/// in the 2 MB L2 cache while every tile of rows streams past it).
+const BLOCK_BYTES: usize = 512 << 10;
+
+/// Whether [`gemm_packed`] runs the AVX-512 kernel for scalars `T` and depth `k` on this machine.
+/// Callers pack for it only then, and use `matrix::gemm` otherwise.
+pub fn kernel_applies<T: Float>(k: usize) -> bool {
+    (1..=MAX_DEPTH).contains(&k) && T::as_f32s(&[]).is_some() && has_avx512()
+}
+
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Scalars of a packed `[k, n]` right-hand side: whole panels, the last one padded with zeros.
+pub fn rhs_len(k: usize, n: usize) -> usize {
+    n.div_ceil(PANEL_COLS) * PANEL_COLS * k
+}
+
+/// Scalars of a packed `[rows, k]` left-hand side: whole tiles, the last one padded with zeros.
+pub fn lhs_len(rows: usize, k: usize) -> usize {
+    rows.div_ceil(TILE_ROWS) * TILE_ROWS * k
+}
+
+/// Packs `B = [Wᵀ; last_row]` for [`gemm_packed`], from `w` `[n, kw]` row-major (a PyTorch-layout
+/// weight, so `B` is `[kw, n]`, or `[kw + 1, n]` with `last_row` `[n]`, a bias folded in).
+///
+/// Panel `p` holds columns `[32p, 32p + 32)` of `B` as a row-major `[k, 32]` block: row `j` of it
+/// is read from column `j` of 32 consecutive rows of `w`. Panels are filled in parallel under
+/// `par`.
+pub fn pack_transposed_rhs<T: Float>(
+    dst: &mut [T],
+    w: &[T],
+    n: usize,
+    kw: usize,
+    last_row: Option<&[T]>,
+    par: Par,
+) {
+    let k = kw + usize::from(last_row.is_some());
+    assert!(w.len() >= n * kw && dst.len() >= rhs_len(k, n), "pack_transposed_rhs: buffers too short");
+    assert!(last_row.is_none_or(|r| r.len() >= n), "pack_transposed_rhs: last row too short");
+    let zero = T::from_f64(0.0);
+    let fill = |(p, panel): (usize, &mut [T])| {
+        for j in 0..PANEL_COLS {
+            let col = p * PANEL_COLS + j;
+            if col < n {
+                for (kk, &x) in w[col * kw..(col + 1) * kw].iter().enumerate() {
+                    panel[kk * PANEL_COLS + j] = x;
+                }
+                if let Some(row) = last_row {
+                    panel[kw * PANEL_COLS + j] = row[col];
+                }
+            } else {
+                for kk in 0..k {
+                    panel[kk * PANEL_COLS + j] = zero;
+                }
+            }
+        }
+    };
+    let panels = dst[..rhs_len(k, n)].chunks_exact_mut(k * PANEL_COLS).enumerate();
+    match par {
+        Par::Rayon(_) if n * k >= PARALLEL_PACK_BELOW => {
+            use rayon::prelude::*;
+            dst[..rhs_len(k, n)].par_chunks_exact_mut(k * PANEL_COLS).enumerate().for_each(fill);
+        }
+        _ => panels.for_each(fill),
+    }
+}
+
+/// Packings of fewer scalars than this run on one thread.
+const PARALLEL_PACK_BELOW: usize = 1 << 16;
+
+/// Packs the left-hand side `A = [x | 1]` (`ones`) or `A = x` for [`gemm_packed`], from `x`
+/// `[rows, width]` row-major, so `k = width + ones`.
+///
+/// Tile `t` holds rows `[14t, 14t + 14)` of `A` as `[k, 14]` (column-major within the tile): the
+/// kernel reads the 14 values it broadcasts for one step of `k` from one cache line. Rows past
+/// `rows` in the last tile are zeros. Tiles are filled in parallel under `par`.
+pub fn pack_lhs<T: Float>(dst: &mut [T], x: &[T], rows: usize, width: usize, ones: bool, par: Par) {
+    let k = width + usize::from(ones);
+    assert!(x.len() >= rows * width && dst.len() >= lhs_len(rows, k), "pack_lhs: buffers too short");
+    let (zero, one) = (T::from_f64(0.0), T::from_f64(1.0));
+    let fill = |(t, tile): (usize, &mut [T])| {
+        for i in 0..TILE_ROWS {
+            let row = t * TILE_ROWS + i;
+            if row < rows {
+                for (kk, &v) in x[row * width..(row + 1) * width].iter().enumerate() {
+                    tile[kk * TILE_ROWS + i] = v;
+                }
+                if ones {
+                    tile[width * TILE_ROWS + i] = one;
+                }
+            } else {
+                for kk in 0..k {
+                    tile[kk * TILE_ROWS + i] = zero;
+                }
+            }
+        }
+    };
+    let tiles = &mut dst[..lhs_len(rows, k)];
+    match par {
+        Par::Rayon(_) if rows * k >= PARALLEL_PACK_BELOW => {
+            use rayon::prelude::*;
+            tiles.par_chunks_exact_mut(k * TILE_ROWS).enumerate().for_each(fill);
+        }
+        _ => tiles.chunks_exact_mut(k * TILE_ROWS).enumerate().for_each(fill),
+    }
+}
+
+/// `dst = A·B` for `A` packed by [`pack_lhs`] (`[rows, k]`, `rows = dst.nrows()`) and `B` packed
+/// by [`pack_transposed_rhs`] (`[k, n]`, `n = dst.ncols()`); `dst` must be row-major (column
+/// stride 1).
+///
+/// On several threads (`par`) and a product of at least `matrix::SEQUENTIAL_BELOW_MACS`
+/// multiply-adds, the columns are cut into `threads` blocks of whole panels, run under
+/// `rayon::join`; each element is computed the same way whichever block it falls in.
+pub fn gemm_packed<T: Float>(dst: MatMut<'_, T>, a_tiles: &[T], k: usize, b_panels: &[T], par: Par) {
+    let (rows, n) = (dst.nrows(), dst.ncols());
+    assert!(dst.col_stride() == 1 || n <= 1, "gemm_packed: dst must be row-major");
+    assert!(
+        a_tiles.len() >= lhs_len(rows, k) && b_panels.len() >= rhs_len(k, n),
+        "gemm_packed: packed operands too short for [{rows}, {k}]·[{k}, {n}]"
+    );
+    let parts = match par {
+        Par::Rayon(threads) if rows * n * k >= SEQUENTIAL_BELOW_MACS => threads.get(),
+        _ => 1,
+    };
+    split_columns(dst, a_tiles, k, b_panels, parts);
+}
+
+/// Halves `dst` at a panel boundary until `parts` blocks remain, the halves under `rayon::join`.
+fn split_columns<T: Float>(dst: MatMut<'_, T>, a_tiles: &[T], k: usize, b_panels: &[T], parts: usize) {
+    let panels = dst.ncols().div_ceil(PANEL_COLS);
+    if parts <= 1 || panels < 2 {
+        product_block(dst, a_tiles, k, b_panels);
+        return;
+    }
+    let left_parts = parts / 2;
+    let cut = panels * left_parts / parts * PANEL_COLS;
+    let (d1, d2) = dst.split_at_col_mut(cut);
+    let (b1, b2) = b_panels.split_at(cut * k);
+    rayon::join(
+        || split_columns(d1, a_tiles, k, b1, left_parts),
+        || split_columns(d2, a_tiles, k, b2, parts - left_parts),
+    );
+}
+
+/// One block of columns on this thread: the AVX-512 kernel for `f32` where it applies, else the
+/// same chains of fused multiply-adds in portable code.
+fn product_block<T: Float>(dst: MatMut<'_, T>, a_tiles: &[T], k: usize, b_panels: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(a), Some(b)) = (kernel_applies::<T>(k), T::as_f32s(a_tiles), T::as_f32s(b_panels)) {
+        let (rows, n, ldc) = (dst.nrows(), dst.ncols(), dst.row_stride());
+        // `T` is `f32` (only `f32` has `as_f32s`), so this cast only names the type.
+        let c = dst.as_ptr_mut() as *mut f32;
+        #[allow(unsafe_code)]
+        // SAFETY: `kernel_applies` checked AVX-512F. `c` is `dst`'s first element; `dst` is
+        // `rows × n` with column stride 1 (asserted by `gemm_packed`) and row stride `ldc`, so
+        // every `c + i·ldc + j` the kernel writes (`i < rows`, `j < n`) is an element of `dst`,
+        // which this function borrows exclusively. The operands' lengths were asserted against
+        // `lhs_len` / `rhs_len`, and the kernel reads no further.
+        unsafe {
+            avx512::product_block(c, ldc as usize, rows, n, a, k, b);
+        }
+        return;
+    }
+    portable_block(dst, a_tiles, k, b_panels);
+}
+
+/// The kernel's arithmetic in plain Rust: per element, `k` fused multiply-adds in order from zero.
+fn portable_block<T: Float>(mut dst: MatMut<'_, T>, a_tiles: &[T], k: usize, b_panels: &[T]) {
+    for i in 0..dst.nrows() {
+        let tile = &a_tiles[i / TILE_ROWS * TILE_ROWS * k..];
+        for j in 0..dst.ncols() {
+            let panel = &b_panels[j / PANEL_COLS * PANEL_COLS * k..];
+            let mut acc = T::from_f64(0.0);
+            for kk in 0..k {
+                acc = tile[kk * TILE_ROWS + i % TILE_ROWS]
+                    .mul_add(panel[kk * PANEL_COLS + j % PANEL_COLS], acc);
+            }
+            dst[(i, j)] = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK_BYTES, PANEL_COLS, TILE_ROWS};
+
+    /// AVX-512 vectors per panel row.
+    const VECTORS: usize = PANEL_COLS / 16;
+
+    /// `c[rows, n] = A·B` (row stride `ldc`) from packed `a` and `b` of depth `k`: for each block
+    /// of panels that fits [`BLOCK_BYTES`], every tile of rows against every panel of the block.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `c + i·ldc + j` must be writable for `i < rows`, `j < n`; `a`
+    /// and `b` must hold `lhs_len(rows, k)` and `rhs_len(k, n)` scalars.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn product_block(
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        n: usize,
+        a: &[f32],
+        k: usize,
+        b: &[f32],
+    ) {
+        let (tiles, panels) = (rows.div_ceil(TILE_ROWS), n.div_ceil(PANEL_COLS));
+        let block = (BLOCK_BYTES / (k * PANEL_COLS * 4)).max(1);
+        for first in (0..panels).step_by(block) {
+            for t in 0..tiles {
+                let tile_rows = (rows - t * TILE_ROWS).min(TILE_ROWS);
+                let tile = &a[t * TILE_ROWS * k..][..TILE_ROWS * k];
+                for p in first..(first + block).min(panels) {
+                    let cols = (n - p * PANEL_COLS).min(PANEL_COLS);
+                    let panel = &b[p * PANEL_COLS * k..][..PANEL_COLS * k];
+                    // SAFETY: AVX-512F is the caller's promise; the tile and panel are slices of
+                    // the lengths the kernel reads; the `tile_rows × cols` block of `c` starting
+                    // at row `14t`, column `32p` lies inside the `rows × n` output.
+                    unsafe {
+                        let corner = c.add(t * TILE_ROWS * ldc + p * PANEL_COLS);
+                        tile_times_panel(k, tile.as_ptr(), panel.as_ptr(), corner, ldc, tile_rows, cols);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `c[..rows, ..cols] = tile·panel`: a `[14, k]` tile (packed `[k, 14]`) times a `[k, 32]`
+    /// panel, the 14×32 result in registers, each element one chain of FMAs over `k` in order.
+    ///
+    /// # Safety
+    /// AVX-512F; `a` readable for `14k`, `b` for `32k` scalars; `c + i·ldc + j` writable for
+    /// `i < rows ≤ 14`, `j < cols ≤ 32`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile_times_panel(
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); VECTORS]; TILE_ROWS];
+        // SAFETY: every pointer below stays inside the bounds the caller guarantees (`p < k`,
+        // `i < 14`, `v·16 + 16 ≤ 32`; stores only for `i < rows`, masked to `j < cols`).
+        unsafe {
+            for p in 0..k {
+                let bv: [__m512; VECTORS] =
+                    std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * PANEL_COLS + v * 16)));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(p * TILE_ROWS + i));
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = _mm512_fmadd_ps(av, bv[v], *x);
+                    }
+                }
+            }
+            if rows == TILE_ROWS && cols == PANEL_COLS {
+                for (i, row) in acc.iter().enumerate() {
+                    for (v, x) in row.iter().enumerate() {
+                        _mm512_storeu_ps(c.add(i * ldc + v * 16), *x);
+                    }
+                }
+            } else {
+                let masks: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+                    let left = cols.saturating_sub(v * 16).min(16);
+                    ((1u32 << left) - 1) as __mmask16
+                });
+                for (i, row) in acc.iter().enumerate().take(rows) {
+                    for (v, x) in row.iter().enumerate() {
+                        _mm512_mask_storeu_ps(c.add(i * ldc + v * 16), masks[v], *x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+    use crate::matrix::{mat, mat_mut};
+    use faer::Accum;
+    use proptest::prelude::*;
+
+    fn random(rng: &mut Rng, len: usize) -> Vec<f32> {
+        (0..len).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// `[rows, k]·[k, n]` with `B = Wᵀ` (`W` `[n, k]`) through the packed kernel.
+    fn packed_product(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize, par: Par) -> Vec<f32> {
+        let (mut a, mut b) = (vec![f32::NAN; lhs_len(rows, k)], vec![f32::NAN; rhs_len(k, n)]);
+        pack_lhs(&mut a, x, rows, k, false, par);
+        pack_transposed_rhs(&mut b, w, n, k, None, par);
+        let mut y = vec![f32::NAN; rows * n];
+        gemm_packed(mat_mut(&mut y, rows, n), &a, k, &b, par);
+        y
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The kernel against faer's product of the same operands, bit for bit, at depths up to
+    /// `MAX_DEPTH` (the seed head's 129, the large one's 512), with rows and columns that do and
+    /// do not fill whole tiles and panels. This is what keeps a model's numbers unchanged. (A
+    /// single row is left out: faer multiplies it with a matrix–vector kernel that sums in
+    /// another order; the packed kernel treats it like any other row.)
+    #[test]
+    fn packed_product_is_bit_identical_to_faer() {
+        let mut rng = Rng::new(3);
+        for &(rows, k, n) in
+            &[(200, 129, 1000), (45, 512, 300), (100, 101, 333), (17, 5, 70), (30, 1, 33), (14, 64, 32)]
+        {
+            let (x, w) = (random(&mut rng, rows * k), random(&mut rng, n * k));
+            let mut want = vec![0.0f32; rows * n];
+            faer::linalg::matmul::matmul(
+                mat_mut(&mut want, rows, n),
+                Accum::Replace,
+                mat(&x, rows, k),
+                mat(&w, n, k).transpose(),
+                1.0f32,
+                Par::Seq,
+            );
+            let got = packed_product(&x, &w, rows, k, n, Par::Seq);
+            assert!(bits(&got) == bits(&want), "[{rows}, {k}]·[{k}, {n}]");
+        }
+    }
+
+    /// The portable code computes exactly the kernel's chains (so a machine without AVX-512
+    /// would train to the same numbers if it took this path).
+    #[test]
+    fn portable_block_matches_the_kernel() {
+        let mut rng = Rng::new(4);
+        let (rows, k, n) = (31, 77, 70);
+        let (x, w) = (random(&mut rng, rows * k), random(&mut rng, n * k));
+        let (mut a, mut b) = (vec![0.0; lhs_len(rows, k)], vec![0.0; rhs_len(k, n)]);
+        pack_lhs(&mut a, &x, rows, k, false, Par::Seq);
+        pack_transposed_rhs(&mut b, &w, n, k, None, Par::Seq);
+        let mut y = vec![0.0f32; rows * n];
+        portable_block(mat_mut(&mut y, rows, n), &a, k, &b);
+        assert!(bits(&y) == bits(&packed_product(&x, &w, rows, k, n, Par::Seq)));
+    }
+
+    /// Split into column blocks on 2 and 3 threads, every element keeps its bits.
+    #[test]
+    fn parallel_blocks_are_bit_identical_to_one_thread() {
+        let mut rng = Rng::new(5);
+        let (rows, k, n) = (300, 129, 700);
+        assert!(rows * k * n >= SEQUENTIAL_BELOW_MACS / 2, "large enough to be split");
+        let (x, w) = (random(&mut rng, rows * k), random(&mut rng, n * k));
+        let one = bits(&packed_product(&x, &w, rows, k, n, Par::Seq));
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let split = pool.install(|| {
+                let mut y = vec![0.0f32; rows * n];
+                let (mut a, mut b) = (vec![0.0; lhs_len(rows, k)], vec![0.0; rhs_len(k, n)]);
+                pack_lhs(&mut a, &x, rows, k, false, Par::rayon(threads));
+                pack_transposed_rhs(&mut b, &w, n, k, None, Par::rayon(threads));
+                // Force the split even below the size threshold.
+                split_columns(mat_mut(&mut y, rows, n), &a, k, &b, threads);
+                y
+            });
+            assert!(bits(&split) == one, "{threads} threads");
+        }
+    }
+
+    /// Folding: `[x | 1]·[Wᵀ; b]` equals `x·Wᵀ` then `+ b`, bit for bit (the bias is the last
+    /// multiply-add of each chain, and `fma(1, b, s)` rounds like `s + b`).
+    #[test]
+    fn folded_bias_equals_product_then_add() {
+        let mut rng = Rng::new(6);
+        let (rows, k, n) = (29, 40, 50);
+        let (x, w, bias) = (random(&mut rng, rows * k), random(&mut rng, n * k), random(&mut rng, n));
+        let (mut a, mut b) = (vec![0.0; lhs_len(rows, k + 1)], vec![0.0; rhs_len(k + 1, n)]);
+        pack_lhs(&mut a, &x, rows, k, true, Par::Seq);
+        pack_transposed_rhs(&mut b, &w, n, k, Some(&bias), Par::Seq);
+        let mut folded = vec![0.0f32; rows * n];
+        gemm_packed(mat_mut(&mut folded, rows, n), &a, k + 1, &b, Par::Seq);
+        let mut plain = packed_product(&x, &w, rows, k, n, Par::Seq);
+        for row in plain.chunks_exact_mut(n) {
+            for (y, b) in row.iter_mut().zip(&bias) {
+                *y += *b;
+            }
+        }
+        assert!(bits(&folded) == bits(&plain));
+    }
+
+    #[test]
+    fn kernel_applies_only_to_f32_up_to_the_maximum_depth() {
+        assert!(!kernel_applies::<f64>(100));
+        assert!(!kernel_applies::<f32>(0));
+        assert!(!kernel_applies::<f32>(MAX_DEPTH + 1));
+        assert_eq!(kernel_applies::<f32>(MAX_DEPTH), has_avx512());
+    }
+
+    proptest! {
+        /// Packing puts every element where the kernel reads it and zeros in the padding, even
+        /// over a buffer that held other values.
+        #[test]
+        fn packing_places_every_element(rows in 1usize..40, n in 1usize..80, kw in 1usize..20, ones in any::<bool>(), seed in 0u64..1000) {
+            let mut rng = Rng::new(seed);
+            let (x, w, last) = (random(&mut rng, rows * kw), random(&mut rng, n * kw), random(&mut rng, n));
+            let k = kw + usize::from(ones);
+            let mut a = vec![f32::NAN; lhs_len(rows, k)];
+            pack_lhs(&mut a, &x, rows, kw, ones, Par::Seq);
+            let mut b = vec![f32::NAN; rhs_len(k, n)];
+            pack_transposed_rhs(&mut b, &w, n, kw, ones.then_some(&last[..]), Par::Seq);
+            for i in 0..lhs_len(rows, k) / k {
+                for kk in 0..k {
+                    let v = a[i / TILE_ROWS * TILE_ROWS * k + kk * TILE_ROWS + i % TILE_ROWS];
+                    let want = if i >= rows { 0.0 } else if kk == kw { 1.0 } else { x[i * kw + kk] };
+                    prop_assert_eq!(v.to_bits(), want.to_bits());
+                }
+            }
+            for j in 0..rhs_len(k, n) / k {
+                for kk in 0..k {
+                    let v = b[j / PANEL_COLS * PANEL_COLS * k + kk * PANEL_COLS + j % PANEL_COLS];
+                    let want = if j >= n { 0.0 } else if kk == kw { last[j] } else { w[j * kw + kk] };
+                    prop_assert_eq!(v.to_bits(), want.to_bits());
+                }
+            }
+        }
+    }
+}
