@@ -252,9 +252,9 @@ impl LinearOp {
     }
 
     /// The product over the rows of `x` (`[r, in]`, any `r`, so a caller may run the window in
-    /// pieces) into `y` `[r, out]`, from the op's own `operands` (filled by [`Self::fill_left`]
-    /// and [`Self::fill_right`]) if it has them, else `x·Wᵀ`; then `b` is added to every row
-    /// unless it was folded in. Each row's result is the same whichever rows are computed
+    /// pieces) into `y` `[r, out]`, bias included: from the op's own `operands` (filled by
+    /// [`Self::fill_left`] and [`Self::fill_right`]) if it has them, else `x·Wᵀ` then a pass
+    /// adding `b` to every row. Each row's result is the same whichever rows are computed
     /// together (no product splits a dot product).
     pub(crate) fn product_rows<T: Float>(
         &self,
@@ -266,25 +266,25 @@ impl LinearOp {
     ) {
         let (inp, out) = (self.inp, self.out);
         let r = x.len() / inp;
-        let y = &mut y[..r * out];
+        let bias = params.get(self.bias);
         match operands {
+            // The packed kernel adds an unfolded bias itself, before storing each row.
             Some((left, right)) if self.packed => {
-                gemm_packed(mat_mut(y, r, out), left, inp + usize::from(self.folds), right, par)
+                let k = inp + usize::from(self.folds);
+                gemm_packed(mat_mut(y, r, out), left, k, right, (!self.folds).then_some(bias), par);
             }
-            // y = [x | 1]·[W | b]ᵀ  ([r, in + 1]×[in + 1, out]).
+            // y = [x | 1]·[W | b]ᵀ  ([r, in + 1]×[in + 1, out]); faer's operands exist only to fold.
             Some((x1, wb_t)) => {
                 gemm(mat_mut(y, r, out), false, mat(x1, r, inp + 1), mat(wb_t, inp + 1, out), par)
             }
-            // y = x·Wᵀ  ([r, in]×[in, out]). (Copying b into every row and letting the GEMM
-            // accumulate was measured slower than the pass below: a plain copy of the largest
-            // buffer, then a GEMM epilogue that must read it back.)
+            // y = x·Wᵀ  ([r, in]×[in, out]), then y += b on every row. (Copying b into every row
+            // and letting the GEMM accumulate was measured slower than the pass: a plain copy of
+            // the largest buffer, then a GEMM epilogue that must read it back.)
             None => {
                 let w_t = mat(params.get(self.weight), out, inp).transpose();
-                gemm(mat_mut(y, r, out), false, mat(x, r, inp), w_t, par)
+                gemm(mat_mut(y, r, out), false, mat(x, r, inp), w_t, par);
+                add_to_rows(&mut y[..r * out], bias, par);
             }
-        }
-        if operands.is_none() || !self.folds {
-            add_to_rows(y, params.get(self.bias), par);
         }
     }
 }
