@@ -1,5 +1,5 @@
 //! Throughput measurements for `cargo xtask bench` (issue 3): the machine's f32 GEMM rate through
-//! faer, and tokens/s of training or forward-only inference on a real corpus.
+//! faer (and through the head's packed kernel), and tokens/s of training or forward-only inference on a real corpus.
 //!
 //! Each measurement runs in its own `stagewise bench-gemm` / `stagewise bench-run` process, so
 //! the peak resident memory reported is that of one run. The results are printed as one flat JSON
@@ -12,19 +12,38 @@ use crate::model::Model;
 use crate::train::{prepare_data, thread_pool};
 use serde::Serialize;
 use stagewise_core::matrix::{gemm, mat, mat_mut};
+use stagewise_core::memory::AlignedVec;
+use stagewise_core::packed;
 use stagewise_core::{Ctx, Error, Mode, Result, Rng, par_for_threads};
 use stagewise_vectorizer::Vectorizer;
 use std::path::Path;
 use std::time::Instant;
 
-/// One GEMM measurement: `size x size` times `size x size`, f32.
+/// Which matrix product `bench-gemm` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GemmKernel {
+    /// `[N, N]×[N, N]` through faer ([`stagewise_core::matrix::gemm`]): the practical peak that
+    /// MFU is measured against.
+    Faer,
+    /// `[N, 512]×[512, N]` through the head's packed AVX-512 kernel ([`stagewise_core::packed`]),
+    /// the right-hand side packed once and the left-hand side packed on every call, as the head
+    /// does. Its depth is the deepest the kernel takes.
+    Packed,
+}
+
+/// One GEMM measurement, f32: `[size, depth]×[depth, size]`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GemmReport {
+    /// Which product.
+    pub kernel: GemmKernel,
     /// Matrix side N.
     pub size: usize,
+    /// The inner dimension (N for faer's square product).
+    pub depth: usize,
     /// Worker threads.
     pub threads: usize,
-    /// Best rate over the timed repeats, GFLOP/s (`2·N³ / seconds / 1e9`).
+    /// Best rate over the timed repeats, GFLOP/s (`2·N²·depth / seconds / 1e9`).
     pub gflops: f64,
     /// Median rate over the timed repeats, GFLOP/s.
     pub median_gflops: f64,
@@ -32,27 +51,54 @@ pub struct GemmReport {
     pub repeats: usize,
 }
 
-/// Times `C = A·B` for `size x size` f32 matrices through faer (the pipeline's one GEMM entry
-/// point, [`stagewise_core::matrix::gemm`]) into a preallocated `C`, inside a rayon pool of
-/// `threads` threads with `Par::rayon(threads)` (`Par::Seq` for one thread): one warm-up, then
-/// `repeats` timed products.
-pub fn run_gemm(size: usize, threads: usize, repeats: usize) -> Result<GemmReport> {
+/// Times `C = A·B` for f32 matrices into a preallocated `C`, inside a rayon pool of `threads`
+/// threads with `Par::rayon(threads)` (`Par::Seq` for one thread): one warm-up, then `repeats`
+/// timed products. `kernel` picks the product (see [`GemmKernel`]); the packed one needs AVX-512
+/// and is an error elsewhere.
+pub fn run_gemm(kernel: GemmKernel, size: usize, threads: usize, repeats: usize) -> Result<GemmReport> {
     if size == 0 || repeats == 0 {
         return Err(Error::config("bench-gemm", "--size and --repeats must be at least 1"));
     }
+    let depth = match kernel {
+        GemmKernel::Faer => size,
+        GemmKernel::Packed if packed::kernel_applies::<f32>(packed::MAX_DEPTH) => packed::MAX_DEPTH,
+        GemmKernel::Packed => {
+            return Err(Error::config("bench-gemm", "--kernel packed needs a processor with AVX-512"));
+        }
+    };
     let pool = thread_pool(threads)?;
     let threads = pool.current_num_threads();
     pool.install(|| {
         let mut rng = Rng::new(0);
-        let a: Vec<f32> = (0..size * size).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect();
-        let b: Vec<f32> = (0..size * size).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect();
-        let mut c = vec![0f32; size * size];
+        let mut random =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.uniform_in(-1.0, 1.0) as f32).collect() };
+        let (a, b) = (random(size * depth), random(depth * size));
+        // Like the pipeline's activation buffers: 64-byte aligned, on huge pages.
+        let mut c = AlignedVec::<f32>::zeroed(size * size);
         let par = par_for_threads(threads);
-        let flops = 2.0 * (size as f64).powi(3);
+        // The packed kernel's operands: `b` read as `W` `[size, depth]` (so `B = Wᵀ`), packed once.
+        let (mut a_tiles, mut b_panels) = match kernel {
+            GemmKernel::Faer => (Vec::new(), Vec::new()),
+            GemmKernel::Packed => {
+                (vec![0f32; packed::lhs_len(size, depth)], vec![0f32; packed::rhs_len(depth, size)])
+            }
+        };
+        if kernel == GemmKernel::Packed {
+            packed::pack_transposed_rhs(&mut b_panels, &b, size, depth, None, par);
+        }
+        let flops = 2.0 * (size * size) as f64 * depth as f64;
         let mut rates = Vec::with_capacity(repeats);
         for i in 0..=repeats {
             let t = Instant::now();
-            gemm(mat_mut(&mut c, size, size), false, mat(&a, size, size), mat(&b, size, size), par);
+            match kernel {
+                GemmKernel::Faer => {
+                    gemm(mat_mut(&mut c, size, size), false, mat(&a, size, size), mat(&b, size, size), par)
+                }
+                GemmKernel::Packed => {
+                    packed::pack_lhs(&mut a_tiles, &a, size, depth, false, par);
+                    packed::gemm_packed(mat_mut(&mut c, size, size), &a_tiles, depth, &b_panels, None, par);
+                }
+            }
             let seconds = t.elapsed().as_secs_f64();
             std::hint::black_box(&c);
             if i > 0 {
@@ -61,7 +107,15 @@ pub fn run_gemm(size: usize, threads: usize, repeats: usize) -> Result<GemmRepor
         }
         rates.sort_by(f64::total_cmp);
         let best = rates.last().copied().unwrap_or(0.0);
-        Ok(GemmReport { size, threads, gflops: best, median_gflops: median_sorted(&rates), repeats })
+        Ok(GemmReport {
+            kernel,
+            size,
+            depth,
+            threads,
+            gflops: best,
+            median_gflops: median_sorted(&rates),
+            repeats,
+        })
     })
 }
 
@@ -249,8 +303,22 @@ mod tests {
 
     #[test]
     fn small_gemm_reports_a_positive_rate() {
-        let r = run_gemm(32, 1, 2).unwrap();
-        assert_eq!((r.size, r.threads, r.repeats), (32, 1, 2));
+        let r = run_gemm(GemmKernel::Faer, 32, 1, 2).unwrap();
+        assert_eq!((r.size, r.depth, r.threads, r.repeats), (32, 32, 1, 2));
         assert!(r.gflops > 0.0 && r.gflops >= r.median_gflops, "{r:?}");
+    }
+
+    #[test]
+    fn packed_gemm_reports_a_positive_rate_or_names_what_it_needs() {
+        match run_gemm(GemmKernel::Packed, 40, 1, 2) {
+            Ok(r) => {
+                assert_eq!((r.kernel, r.size, r.depth), (GemmKernel::Packed, 40, packed::MAX_DEPTH));
+                assert!(r.gflops > 0.0 && r.gflops >= r.median_gflops, "{r:?}");
+            }
+            Err(e) => {
+                assert!(!packed::kernel_applies::<f32>(packed::MAX_DEPTH));
+                assert!(e.to_string().contains("AVX-512"), "{e}");
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use stagewise_core::{Ctx, Error, Mode, Params, Result, par_for_threads};
 use stagewise_pipeline::Model;
-use stagewise_pipeline::bench::{BenchMode, config_name, run_gemm, run_model};
+use stagewise_pipeline::bench::{BenchMode, GemmKernel, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::config::Config;
 use stagewise_pipeline::data::Batched;
@@ -49,9 +49,12 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BenchGemmArgs {
-    /// Matrix side N: times an N x N by N x N product.
+    /// Matrix side N: times an N x N by N x N product (`faer`), or N x 512 by 512 x N (`packed`).
     #[arg(long)]
     size: usize,
+    /// Which product: faer's (the MFU yardstick) or the head's packed AVX-512 kernel.
+    #[arg(long, value_enum, default_value_t = GemmKernel::Faer)]
+    kernel: GemmKernel,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -271,7 +274,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn run_bench_gemm(args: BenchGemmArgs) -> Result<()> {
-    let report = run_gemm(args.size, args.threads, args.repeats)?;
+    let report = run_gemm(args.kernel, args.size, args.threads, args.repeats)?;
     println!("{}", json_line(&report)?);
     Ok(())
 }
