@@ -15,9 +15,11 @@
 //! Every output element is one chain of fused multiply-adds over `k` in order, starting from
 //! zero, then stored: `c = fma(a[k−1], b[k−1], … fma(a[0], b[0], 0))`. faer's kernel computes the
 //! same chain whenever it does not cut the sum over `k` into blocks, which it does not up to a
-//! depth of 512 (checked against faer on the model's shapes by the tests below; at 513 it cuts).
-//! The kernel is therefore used only up to [`MAX_DEPTH`], and a model trained with it has the
-//! same bits as with faer — and the same at any thread count, since threads split columns, never
+//! depth of 512 on the project's machines (checked against faer on the model's shapes by the
+//! tests below; at 513 it cuts). faer sizes its blocks from the caches it detects, so on a
+//! processor with a smaller L1 it may cut earlier; the kernel's own results do not depend on
+//! that. The kernel is used only up to [`MAX_DEPTH`], and a model trained with it has the same
+//! bits as with faer here — and the same at any thread count, since threads split columns, never
 //! `k`.
 //!
 //! On a machine without AVX-512, or for `f64`, [`kernel_applies`] is false and callers keep
