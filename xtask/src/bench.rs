@@ -875,6 +875,19 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<i32, String> {
 mod tests {
     use super::*;
 
+    /// A GEMM measurement: pass, kernel, size, depth, threads, best and median GFLOP/s.
+    fn measured(
+        pass: usize,
+        kernel: &str,
+        size: usize,
+        depth: usize,
+        threads: usize,
+        gflops: f64,
+        median: f64,
+    ) -> Gemm {
+        Gemm { pass, kernel: kernel.into(), size, depth, threads, gflops, median_gflops: median }
+    }
+
     fn sample(implementation: &str, threads: usize, mode: &str, tps: f64, rss: Option<f64>) -> Sample {
         Sample {
             implementation: implementation.into(),
@@ -915,42 +928,10 @@ mod tests {
     #[test]
     fn summary_takes_medians_max_rss_and_the_peak_of_the_same_thread_count() {
         let gemms = [
-            Gemm {
-                pass: 1,
-                kernel: "faer".into(),
-                size: 2048,
-                depth: 2048,
-                threads: 1,
-                gflops: 90.0,
-                median_gflops: 80.0,
-            },
-            Gemm {
-                pass: 1,
-                kernel: "faer".into(),
-                size: 4096,
-                depth: 4096,
-                threads: 1,
-                gflops: 100.0,
-                median_gflops: 95.0,
-            },
-            Gemm {
-                pass: 1,
-                kernel: "faer".into(),
-                size: 2048,
-                depth: 2048,
-                threads: 2,
-                gflops: 190.0,
-                median_gflops: 180.0,
-            },
-            Gemm {
-                pass: 1,
-                kernel: "faer".into(),
-                size: 4096,
-                depth: 4096,
-                threads: 2,
-                gflops: 185.0,
-                median_gflops: 180.0,
-            },
+            measured(1, "faer", 2048, 2048, 1, 90.0, 80.0),
+            measured(1, "faer", 4096, 4096, 1, 100.0, 95.0),
+            measured(1, "faer", 2048, 2048, 2, 190.0, 180.0),
+            measured(1, "faer", 4096, 4096, 2, 185.0, 180.0),
         ];
         let peaks = peaks(&gemms);
         assert_eq!(peaks, vec![(1, 100.0), (2, 190.0)]);
@@ -999,24 +980,8 @@ mod tests {
     #[test]
     fn packed_kernel_peak_is_reported_and_raises_the_warning_threshold() {
         let gemms = [
-            Gemm {
-                pass: 1,
-                kernel: "faer".into(),
-                size: 2048,
-                depth: 2048,
-                threads: 2,
-                gflops: 180.0,
-                median_gflops: 170.0,
-            },
-            Gemm {
-                pass: 1,
-                kernel: "packed".into(),
-                size: 2048,
-                depth: 512,
-                threads: 2,
-                gflops: 220.0,
-                median_gflops: 215.0,
-            },
+            measured(1, "faer", 2048, 2048, 2, 180.0, 170.0),
+            measured(1, "packed", 2048, 512, 2, 220.0, 215.0),
         ];
         let peaks = peaks(&gemms);
         assert_eq!(peaks, vec![(2, 180.0)]);
@@ -1043,24 +1008,8 @@ mod tests {
     #[test]
     fn peak_is_the_best_over_passes_and_an_impossible_mfu_is_flagged() {
         let gemms = [
-            Gemm {
-                pass: 1,
-                kernel: "faer".into(),
-                size: 2048,
-                depth: 2048,
-                threads: 2,
-                gflops: 110.0,
-                median_gflops: 100.0,
-            },
-            Gemm {
-                pass: 2,
-                kernel: "faer".into(),
-                size: 2048,
-                depth: 2048,
-                threads: 2,
-                gflops: 180.0,
-                median_gflops: 170.0,
-            },
+            measured(1, "faer", 2048, 2048, 2, 110.0, 100.0),
+            measured(2, "faer", 2048, 2048, 2, 180.0, 170.0),
         ];
         let peaks = peaks(&gemms);
         assert_eq!(peaks, vec![(2, 180.0)]);

@@ -72,8 +72,8 @@ pub fn lhs_len(rows: usize, k: usize) -> usize {
 /// weight, so `B` is `[kw, n]`, or `[kw + 1, n]` with `last_row` `[n]`, a bias folded in).
 ///
 /// Panel `p` holds columns `[32p, 32p + 32)` of `B` as a row-major `[k, 32]` block: row `j` of it
-/// is read from column `j` of 32 consecutive rows of `w`. Panels are filled in parallel under
-/// `par`.
+/// is read from column `j` of 32 consecutive rows of `w`. Columns past `n` are zeros. Panels are
+/// filled in parallel under `par`.
 pub fn pack_transposed_rhs<T: Float>(
     dst: &mut [T],
     w: &[T],
@@ -82,39 +82,10 @@ pub fn pack_transposed_rhs<T: Float>(
     last_row: Option<&[T]>,
     par: Par,
 ) {
-    let k = kw + usize::from(last_row.is_some());
-    assert!(w.len() >= n * kw && dst.len() >= rhs_len(k, n), "pack_transposed_rhs: buffers too short");
     assert!(last_row.is_none_or(|r| r.len() >= n), "pack_transposed_rhs: last row too short");
-    let zero = T::from_f64(0.0);
-    let fill = |(p, panel): (usize, &mut [T])| {
-        for j in 0..PANEL_COLS {
-            let col = p * PANEL_COLS + j;
-            if col < n {
-                for (kk, &x) in w[col * kw..(col + 1) * kw].iter().enumerate() {
-                    panel[kk * PANEL_COLS + j] = x;
-                }
-                if let Some(row) = last_row {
-                    panel[kw * PANEL_COLS + j] = row[col];
-                }
-            } else {
-                for kk in 0..k {
-                    panel[kk * PANEL_COLS + j] = zero;
-                }
-            }
-        }
-    };
-    let panels = dst[..rhs_len(k, n)].chunks_exact_mut(k * PANEL_COLS).enumerate();
-    match par {
-        Par::Rayon(_) if n * k >= PARALLEL_PACK_BELOW => {
-            use rayon::prelude::*;
-            dst[..rhs_len(k, n)].par_chunks_exact_mut(k * PANEL_COLS).enumerate().for_each(fill);
-        }
-        _ => panels.for_each(fill),
-    }
+    let extra = last_row.map_or(Extra::Nothing, Extra::Values);
+    pack_row_blocks(dst, w, n, kw, PANEL_COLS, extra, par);
 }
-
-/// Packings of fewer scalars than this run on one thread.
-const PARALLEL_PACK_BELOW: usize = 1 << 16;
 
 /// Packs the left-hand side `A = [x | 1]` (`ones`) or `A = x` for [`gemm_packed`], from `x`
 /// `[rows, width]` row-major, so `k = width + ones`.
@@ -123,35 +94,67 @@ const PARALLEL_PACK_BELOW: usize = 1 << 16;
 /// kernel reads the 14 values it broadcasts for one step of `k` from one cache line. Rows past
 /// `rows` in the last tile are zeros. Tiles are filled in parallel under `par`.
 pub fn pack_lhs<T: Float>(dst: &mut [T], x: &[T], rows: usize, width: usize, ones: bool, par: Par) {
-    let k = width + usize::from(ones);
-    assert!(x.len() >= rows * width && dst.len() >= lhs_len(rows, k), "pack_lhs: buffers too short");
+    let extra = if ones { Extra::Ones } else { Extra::Nothing };
+    pack_row_blocks(dst, x, rows, width, TILE_ROWS, extra, par);
+}
+
+/// What [`pack_row_blocks`] appends after each row's `width` values.
+#[derive(Clone, Copy)]
+enum Extra<'a, T> {
+    Nothing,
+    /// A 1 (a column of ones: the left-hand side of a folded bias).
+    Ones,
+    /// `values[row]` (a last row of `B`: the folded bias itself).
+    Values(&'a [T]),
+}
+
+/// Both packings are one operation: blocks of `block` consecutive rows of `src` (`[rows, width]`
+/// row-major), each stored transposed as `[k, block]` with `k = width (+ 1 for the extra)`, the
+/// rows past `rows` in the last block zeros.
+fn pack_row_blocks<T: Float>(
+    dst: &mut [T],
+    src: &[T],
+    rows: usize,
+    width: usize,
+    block: usize,
+    extra: Extra<'_, T>,
+    par: Par,
+) {
+    let k = width + usize::from(!matches!(extra, Extra::Nothing));
+    let len = rows.div_ceil(block) * block * k;
+    assert!(src.len() >= rows * width && dst.len() >= len, "packing: buffers too short");
     let (zero, one) = (T::from_f64(0.0), T::from_f64(1.0));
-    let fill = |(t, tile): (usize, &mut [T])| {
-        for i in 0..TILE_ROWS {
-            let row = t * TILE_ROWS + i;
+    let fill = |(b, out): (usize, &mut [T])| {
+        for i in 0..block {
+            let row = b * block + i;
             if row < rows {
-                for (kk, &v) in x[row * width..(row + 1) * width].iter().enumerate() {
-                    tile[kk * TILE_ROWS + i] = v;
+                for (kk, &v) in src[row * width..(row + 1) * width].iter().enumerate() {
+                    out[kk * block + i] = v;
                 }
-                if ones {
-                    tile[width * TILE_ROWS + i] = one;
+                match extra {
+                    Extra::Nothing => {}
+                    Extra::Ones => out[width * block + i] = one,
+                    Extra::Values(values) => out[width * block + i] = values[row],
                 }
             } else {
                 for kk in 0..k {
-                    tile[kk * TILE_ROWS + i] = zero;
+                    out[kk * block + i] = zero;
                 }
             }
         }
     };
-    let tiles = &mut dst[..lhs_len(rows, k)];
+    let blocks = &mut dst[..len];
     match par {
         Par::Rayon(_) if rows * k >= PARALLEL_PACK_BELOW => {
             use rayon::prelude::*;
-            tiles.par_chunks_exact_mut(k * TILE_ROWS).enumerate().for_each(fill);
+            blocks.par_chunks_exact_mut(k * block).enumerate().for_each(fill);
         }
-        _ => tiles.chunks_exact_mut(k * TILE_ROWS).enumerate().for_each(fill),
+        _ => blocks.chunks_exact_mut(k * block).enumerate().for_each(fill),
     }
 }
+
+/// Packings of fewer scalars than this run on one thread.
+const PARALLEL_PACK_BELOW: usize = 1 << 16;
 
 /// `dst = A·B` for `A` packed by [`pack_lhs`] (`[rows, k]`, `rows = dst.nrows()`) and `B` packed
 /// by [`pack_transposed_rhs`] (`[k, n]`, `n = dst.ncols()`); `dst` must be row-major (column
