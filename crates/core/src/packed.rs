@@ -60,12 +60,17 @@ fn has_avx512() -> bool {
 
 /// Scalars of a packed `[k, n]` right-hand side: whole panels, the last one padded with zeros.
 pub fn rhs_len(k: usize, n: usize) -> usize {
-    n.div_ceil(PANEL_COLS) * PANEL_COLS * k
+    blocks_len(n, k, PANEL_COLS)
 }
 
 /// Scalars of a packed `[rows, k]` left-hand side: whole tiles, the last one padded with zeros.
 pub fn lhs_len(rows: usize, k: usize) -> usize {
-    rows.div_ceil(TILE_ROWS) * TILE_ROWS * k
+    blocks_len(rows, k, TILE_ROWS)
+}
+
+/// Scalars of `rows` rows of depth `k` packed in whole blocks of `block` rows.
+fn blocks_len(rows: usize, k: usize, block: usize) -> usize {
+    rows.div_ceil(block) * block * k
 }
 
 /// Packs `B = [Wᵀ; last_row]` for [`gemm_packed`], from `w` `[n, kw]` row-major (a PyTorch-layout
@@ -121,7 +126,7 @@ fn pack_row_blocks<T: Float>(
     par: Par,
 ) {
     let k = width + usize::from(!matches!(extra, Extra::Nothing));
-    let len = rows.div_ceil(block) * block * k;
+    let len = blocks_len(rows, k, block);
     assert!(src.len() >= rows * width && dst.len() >= len, "packing: buffers too short");
     let (zero, one) = (T::from_f64(0.0), T::from_f64(1.0));
     let fill = |(b, out): (usize, &mut [T])| {

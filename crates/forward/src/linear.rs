@@ -80,7 +80,8 @@ pub struct LinearOp {
     packed: bool,
     /// `[in + 1, out]`: the transposed weight and bias gradients of the window.
     grad_t: SlotId,
-    /// The parameters' version `{prefix}.wb_t` was last filled from (see [`FilledAt`]).
+    /// The parameters' version the right operand (`operands.1`) was last filled from (see
+    /// [`FilledAt`]).
     filled_at: FilledAt,
 }
 
@@ -196,8 +197,12 @@ impl LinearOp {
     /// Where, in the left operand's buffer, the rows after the first `rows` start: a window cut
     /// into pieces fills and multiplies each piece in its own part of the buffer.
     pub(crate) fn left_offset(&self, rows: usize) -> usize {
-        let k = self.inp + usize::from(self.folds);
-        if self.packed { packed::lhs_len(rows, k) } else { rows * k }
+        if self.packed { packed::lhs_len(rows, self.depth()) } else { rows * self.depth() }
+    }
+
+    /// The forward product's inner dimension: `in`, plus the column of ones if the bias is folded.
+    fn depth(&self) -> usize {
+        self.inp + usize::from(self.folds)
     }
 
     /// Fills the right operand of the forward product: `[W | b]ᵀ` `[in + 1, out]` (a blocked
@@ -270,8 +275,8 @@ impl LinearOp {
         match operands {
             // The packed kernel adds an unfolded bias itself, before storing each row.
             Some((left, right)) if self.packed => {
-                let k = inp + usize::from(self.folds);
-                gemm_packed(mat_mut(y, r, out), left, k, right, (!self.folds).then_some(bias), par);
+                let unfolded = (!self.folds).then_some(bias);
+                gemm_packed(mat_mut(y, r, out), left, self.depth(), right, unfolded, par);
             }
             // y = [x | 1]·[W | b]ᵀ  ([r, in + 1]×[in + 1, out]); faer's operands exist only to fold.
             Some((x1, wb_t)) => {
