@@ -11,8 +11,8 @@
 //!
 //! This crate never depends on the forward crate: it sees ops only through core's [`Op`](stagewise_core::Op).
 
-use stagewise_core::memory::AlignedVec;
 use stagewise_core::{Ctx, Dims, Error, Float, Result, Stage, Tape};
+use stagewise_kernels::memory::AlignedVec;
 
 /// The backward box's contract: the seed gradient (`dlogits`, `[N_max, V]`, e.g. the logits
 /// buffer the loss overwrote with its gradient) in, the tape's gradients out. The seed buffer may

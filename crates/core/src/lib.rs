@@ -10,31 +10,19 @@
 //! - [`Tape`]: the static schedule of [`Op`]s the embed and forward stages build and the backward
 //!   stage walks in reverse, with the activation buffers ([`Activations`], [`Slot`]).
 //! - [`Params`], [`Grads`], [`Moments`]: flat arenas with PyTorch names ([`ParamLayout`]).
-//! - [`Float`]: `f32` to train, `f64` to check gradients; [`matrix`]: faer views and GEMM.
-//! - [`packed`]: the head's forward product from a right-hand side packed once (AVX-512).
-//! - [`rows`]: bias add and bias-gradient column sums, split across threads without changing a bit.
+//! - [`Float`]: `f32` to train, `f64` to check gradients (from `stagewise-kernels`, which holds
+//!   the numeric kernels the ops call: GEMM, the packed head product, row kernels, aligned memory).
 //! - [`Rng`]: per-stage seeded random streams; [`Error`]: one error type naming file, line, field.
 
 mod error;
-mod float;
-pub mod matrix;
-pub mod memory;
-pub mod packed;
 mod params;
 mod rng;
-pub mod rows;
 mod stage;
 mod tape;
 
 pub use error::{Error, Result};
-pub use faer::Par;
-pub use float::Float;
 pub use params::{Grads, Moments, ParamEntry, ParamId, ParamLayout, Params};
 pub use rng::Rng;
 pub use stage::{Ctx, Dims, Mode, Stage};
+pub use stagewise_kernels::{Float, Par, par_for_threads, threads_of};
 pub use tape::{Activations, Op, Slot, SlotId, Tape};
-
-/// `Par` for `threads` threads: sequential for 1, faer's rayon-backed parallelism otherwise.
-pub fn par_for_threads(threads: usize) -> Par {
-    if threads <= 1 { Par::Seq } else { Par::rayon(threads) }
-}

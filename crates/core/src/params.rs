@@ -95,8 +95,7 @@ impl ParamLayout {
     }
 }
 
-/// Elements per parallel task of `fill_zero_par` (256 KiB of `f32`).
-const ZERO_BLOCK: usize = 1 << 16;
+use stagewise_kernels::tuning::ZERO_BLOCK;
 
 /// A version no arena has had yet (see `Params::version`).
 fn next_version() -> u64 {
@@ -181,7 +180,7 @@ macro_rules! arena {
 
             /// A zero-filled arena with the same layout as `other`.
             pub fn zeros_with_layout(layout: &ParamLayout) -> Self {
-                Self { layout: layout.clone(), data: crate::memory::zeroed(layout.total()), version: next_version() }
+                Self { layout: layout.clone(), data: stagewise_kernels::memory::zeroed(layout.total()), version: next_version() }
             }
 
             /// Rebuilds an arena from a layout and flat data (e.g. read from a checkpoint).

@@ -5,9 +5,9 @@
 //! buffers as [`Slot`]s and pushes its [`Op`]s. A training cycle then replays the list forwards and
 //! the backward stage walks it in reverse. Nothing is recorded per step, so nothing is allocated.
 
-use crate::memory::AlignedVec;
 use crate::{Float, Grads, Params, Result};
 use faer::Par;
+use stagewise_kernels::memory::AlignedVec;
 
 /// A handle to one activation buffer of [`Activations`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -24,7 +24,7 @@
 //!
 //! Data layout (fixed by `stagewise-core`): rows are time-major, row `t·B + b` is step `t` of
 //! stream `b`; weights are `(out, in)` row-major and enter faer GEMMs through free transposes.
-//! All matrix products go through [`stagewise_core::matrix::gemm`] into slots declared at
+//! All matrix products go through [`stagewise_kernels::matrix::gemm`] into slots declared at
 //! prepare time; element-wise work is plain slice loops; `forward`/`vjp` allocate nothing.
 
 mod cache;

@@ -1,12 +1,13 @@
 //! The Linear head (`fc`): hidden states -> logits, one GEMM over every row of the window.
 
 use rayon::prelude::*;
-use stagewise_core::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
-use stagewise_core::packed::{self, gemm_packed, pack_lhs, pack_transposed_rhs};
-use stagewise_core::rows::{add_to_rows, add_transposed, copy_transposed};
+use stagewise_kernels::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
+use stagewise_kernels::packed::{self, gemm_packed, pack_lhs, pack_transposed_rhs};
+use stagewise_kernels::rows::{add_to_rows, add_transposed, copy_transposed};
 
 use crate::cache::FilledAt;
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
+use stagewise_kernels::tuning::{FILL_ROWS_PER_TASK, FOLD_BIAS_BELOW};
 
 /// `y = x·Wᵀ + b` in plain loops: the algorithmic reference for [`LinearOp::forward`].
 ///
@@ -84,12 +85,6 @@ pub struct LinearOp {
     /// [`FilledAt`]).
     filled_at: FilledAt,
 }
-
-/// Inputs narrower than this fold the bias into the forward GEMM (see [`LinearOp`]). Measured on
-/// the project's machine, two threads: at `in = 128` (the seed) the folded forward took 24.1 ms
-/// against 27.4 ms for GEMM then bias pass; at `in = 512` (the large configuration) 197 ms
-/// against 187 ms.
-pub const FOLD_BIAS_BELOW: usize = 256;
 
 impl LinearOp {
     /// Declares the layer on `tape`: parameters `{prefix}.weight` `[out, in]` and `{prefix}.bias`
@@ -238,7 +233,7 @@ impl LinearOp {
             pack_lhs(left, x, rows, inp, self.folds, par);
             return;
         }
-        const ROWS_PER_TASK: usize = 256;
+
         let one = T::from_f64(1.0);
         let fill = |(x1, x): (&mut [T], &[T])| {
             for (row1, row) in x1.chunks_exact_mut(inp + 1).zip(x.chunks_exact(inp)) {
@@ -250,8 +245,8 @@ impl LinearOp {
         match par {
             Par::Seq => fill((left, x)),
             Par::Rayon(_) => left
-                .par_chunks_mut(ROWS_PER_TASK * (inp + 1))
-                .zip(x.par_chunks(ROWS_PER_TASK * inp))
+                .par_chunks_mut(FILL_ROWS_PER_TASK * (inp + 1))
+                .zip(x.par_chunks(FILL_ROWS_PER_TASK * inp))
                 .for_each(fill),
         }
     }

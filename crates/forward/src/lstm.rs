@@ -15,9 +15,9 @@
 
 use crate::cache::FilledAt;
 use crate::lstm_cell::{BackwardPart, BackwardShared, ForwardPart, ForwardShared, run_split, unit_parts};
-use stagewise_core::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
-use stagewise_core::rows::{add_column_sums, add_transposed, copy_transposed};
 use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
+use stagewise_kernels::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
+use stagewise_kernels::rows::{add_column_sums, add_transposed, copy_transposed};
 
 /// PyTorch's name prefix of the layer; parameter names and slot names start with it.
 pub const LSTM_PREFIX: &str = "lstm";

@@ -19,18 +19,8 @@ use std::ops::Range;
 
 use stagewise_core::Float;
 use stagewise_core::Par;
-use stagewise_core::matrix::{MatMut, gemm, mat, mat_mut, with_wide_simd};
-
-/// Hidden units of a part are cut at multiples of this (one AVX-512 `f32` vector), so every
-/// part's element-wise loops run on whole vectors except at the layer's last unit.
-const UNIT_ALIGN: usize = 16;
-
-/// A step is split across threads only if its recurrent product has at least this many
-/// multiply-adds (`B·H·4H`). Measured on the project's 2-core machine: the seed's steps (2 Mi)
-/// gained nothing from the split (LSTM forward 4.45 vs 4.41 ms, a hand-off per step eating the
-/// saving; the overlapped schedule of `overlap` uses the second thread better there), the large
-/// configuration's (64 Mi) gained 9 % forward.
-pub const SPLIT_STEP_MACS: usize = 4 << 20;
+use stagewise_kernels::matrix::{MatMut, gemm, mat, mat_mut, with_wide_simd};
+use stagewise_kernels::tuning::{SPLIT_STEP_MACS, UNIT_ALIGN};
 
 /// How many parts a step of `batch` streams and `hidden` units is split into under `par`: one per
 /// thread if the step is large enough, never more than one part per [`UNIT_ALIGN`] units. A single

@@ -13,8 +13,9 @@
 //! over exactly the tokens they mean (a window, an epoch, a whole test split).
 
 use rayon::prelude::*;
-use stagewise_core::matrix::with_wide_simd;
 use stagewise_core::{Ctx, Dims, Error, Float, Mode, Par, Result, Stage};
+use stagewise_kernels::matrix::with_wide_simd;
+use stagewise_kernels::tuning::LOSS_ROWS_PER_TASK;
 
 /// What the loss reads: `logits` `[N, V]` row-major and `targets` `[N]` for the current window.
 #[derive(Debug)]
@@ -67,9 +68,6 @@ impl<T> CrossEntropy<T> {
         CrossEntropy(std::marker::PhantomData)
     }
 }
-
-/// Rows per parallel task: fixed, so the work split never depends on the thread count.
-const ROWS_PER_TASK: usize = 16;
 
 /// One row, read only: returns `(nll, argmax == target)`.
 ///
@@ -265,7 +263,7 @@ impl<T: Float> Stage for CrossEntropy<T> {
         let train = cx.mode == Mode::Train;
         let LossOutput { row_nll, row_correct, .. } = out;
         let task = RowTask { vocab: v, train, scale };
-        let chunk = ROWS_PER_TASK;
+        let chunk = LOSS_ROWS_PER_TASK;
         match cx.par {
             Par::Seq => task.rows(logits, &mut row_nll[..n], &mut row_correct[..n], input.targets),
             Par::Rayon(_) => logits

@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 use stagewise_core::{Ctx, Dims, Error, Float, Grads, Moments, Par, ParamLayout, Params, Result, Stage};
+use stagewise_kernels::tuning::OPTIMIZER_CHUNK;
 
 /// What an optimizer reads: the parameters to update in place and their gradients.
 #[derive(Debug)]
@@ -73,10 +74,6 @@ impl<T: Float> Adam<T> {
         Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, _float: std::marker::PhantomData }
     }
 }
-
-/// Elements per parallel task: fixed, so results never depend on the thread count (each element's
-/// update is independent anyway; this only bounds scheduling overhead).
-const CHUNK: usize = 1 << 14;
 
 /// One Adam update's constants, already cast to `T`.
 #[derive(Clone, Copy)]
@@ -153,10 +150,10 @@ impl<T: Float> Stage for Adam<T> {
         match cx.par {
             Par::Seq => step.apply(p, g, m, v),
             Par::Rayon(_) => p
-                .par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
+                .par_chunks_mut(OPTIMIZER_CHUNK)
+                .zip(g.par_chunks(OPTIMIZER_CHUNK))
+                .zip(m.par_chunks_mut(OPTIMIZER_CHUNK))
+                .zip(v.par_chunks_mut(OPTIMIZER_CHUNK))
                 .for_each(|(((p, g), m), v)| step.apply(p, g, m, v)),
         }
         Ok(())

@@ -11,10 +11,10 @@ use crate::data::Batched;
 use crate::model::Model;
 use crate::train::{prepare_data, thread_pool};
 use serde::Serialize;
-use stagewise_core::matrix::{gemm, mat, mat_mut};
-use stagewise_core::memory::AlignedVec;
-use stagewise_core::packed;
 use stagewise_core::{Ctx, Error, Mode, Result, Rng, par_for_threads};
+use stagewise_kernels::matrix::{gemm, mat, mat_mut};
+use stagewise_kernels::memory::AlignedVec;
+use stagewise_kernels::packed;
 use stagewise_vectorizer::Vectorizer;
 use std::path::Path;
 use std::time::Instant;
@@ -23,10 +23,10 @@ use std::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GemmKernel {
-    /// `[N, N]×[N, N]` through faer ([`stagewise_core::matrix::gemm`]): the practical peak that
+    /// `[N, N]×[N, N]` through faer ([`stagewise_kernels::matrix::gemm`]): the practical peak that
     /// MFU is measured against.
     Faer,
-    /// `[N, 512]×[512, N]` through the head's packed AVX-512 kernel ([`stagewise_core::packed`]),
+    /// `[N, 512]×[512, N]` through the head's packed AVX-512 kernel ([`stagewise_kernels::packed`]),
     /// the right-hand side packed once and the left-hand side packed on every call, as the head
     /// does. Its depth is the deepest the kernel takes.
     Packed,

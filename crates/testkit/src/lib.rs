@@ -4,7 +4,8 @@
 //! - [`dims_strategy`]: small random model sizes for property tests.
 //! - [`alloc`]: a counting global allocator, for the "a warm step allocates nothing" tests.
 
-pub mod alloc;
+/// The counting global allocator (it lives in `stagewise-kernels`, with every `unsafe` block).
+pub use stagewise_kernels::counting_alloc as alloc;
 
 use proptest::prelude::*;
 use stagewise_core::{Par, Rng, SlotId, Tape};

@@ -4,6 +4,7 @@
 //! matrix products run in faer's kernels, writing into preallocated outputs.
 
 use crate::Float;
+use crate::tuning::{COLUMN_BLOCK, SEQUENTIAL_BELOW_MACS, SPLIT_ALIGN};
 use faer::{Accum, Par};
 
 /// faer's matrix views, re-exported so crates that cut our buffers into blocks need not depend on
@@ -21,11 +22,6 @@ pub fn mat<T: Float>(data: &[T], rows: usize, cols: usize) -> MatRef<'_, T> {
 pub fn mat_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> MatMut<'_, T> {
     MatMut::from_row_major_slice_mut(&mut data[..rows * cols], rows, cols)
 }
-
-/// Products below this many multiply-adds (`m·n·k`) run on one thread: 8 Mi, between the seed's
-/// recurrence products (2 Mi, faster sequential) and the large configuration's (64 Mi, faster on
-/// two threads), measured on the project's 2-core machine.
-pub const SEQUENTIAL_BELOW_MACS: usize = 8 << 20;
 
 /// `dst = a·b` (`accumulate == false`) or `dst += a·b` (`true`), through faer.
 ///
@@ -53,9 +49,6 @@ pub fn gemm<T: Float>(dst: MatMut<'_, T>, accumulate: bool, a: MatRef<'_, T>, b:
     }
     clear_upper_vector_state();
 }
-
-/// Output columns per block of [`gemm_in_column_blocks`].
-pub const COLUMN_BLOCK: usize = 256;
 
 /// `dst = a·b` or `dst += a·b` like [`gemm`], computed as independent products over blocks of
 /// [`COLUMN_BLOCK`] columns of `dst`, spread over rayon's threads under `par`.
@@ -110,9 +103,6 @@ fn column_blocks<T: Float>(
         column_blocks(d2, beta, a, b2, false);
     }
 }
-
-/// Output blocks are cut at multiples of this many rows or columns (one AVX-512 `f32` vector).
-const SPLIT_ALIGN: usize = 16;
 
 /// `dst (+)= a·b` as `parts` independent single-threaded products on disjoint blocks of `dst`,
 /// cut along its longer side, run on rayon's threads.
@@ -187,7 +177,7 @@ pub fn gemm_naive<T: Float>(dst: &mut [T], accumulate: bool, a: &[T], b: &[T], m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Rng;
+    use crate::test_rng::TestRng as Rng;
 
     fn beta(accumulate: bool) -> Accum {
         if accumulate { Accum::Add } else { Accum::Replace }

@@ -1,7 +1,7 @@
 //! A counting global allocator, to prove that a warm training step allocates nothing.
 //!
 //! A test binary installs it with
-//! `#[global_allocator] static A: stagewise_testkit::alloc::Counting = stagewise_testkit::alloc::Counting;`
+//! `#[global_allocator] static A: Counting = Counting;` (re-exported as `stagewise_testkit::alloc`)
 //! and wraps the code under test in [`count_allocations`].
 
 // A global allocator is the one place a counting test needs `unsafe`.

@@ -28,7 +28,7 @@
 use faer::{MatMut, Par};
 
 use crate::Float;
-use crate::matrix::SEQUENTIAL_BELOW_MACS;
+use crate::tuning::{PARALLEL_PACK_BELOW, SEQUENTIAL_BELOW_MACS};
 
 /// Rows of the left-hand side per tile: the kernel keeps a `14 × 32` block of the output in 28
 /// of the 32 AVX-512 registers (14×32 and 12×32 measured fastest of 6×64 … 14×32).
@@ -40,10 +40,6 @@ pub const PANEL_COLS: usize = 32;
 /// The deepest product the kernel takes (see the module docs: faer's sum over `k` is one chain
 /// up to here).
 pub const MAX_DEPTH: usize = 512;
-
-/// Bytes of packed right-hand side one pass over the rows works on (a block of panels that stays
-/// in the 2 MB L2 cache while every tile of rows streams past it).
-const BLOCK_BYTES: usize = 512 << 10;
 
 /// Whether [`gemm_packed`] runs the AVX-512 kernel for scalars `T` and depth `k` on this machine.
 /// Callers pack for it only then, and use `matrix::gemm` otherwise.
@@ -158,16 +154,13 @@ fn pack_row_blocks<T: Float>(
     }
 }
 
-/// Packings of fewer scalars than this run on one thread.
-const PARALLEL_PACK_BELOW: usize = 1 << 16;
-
 /// `dst = A·B` for `A` packed by [`pack_lhs`] (`[rows, k]`, `rows = dst.nrows()`) and `B` packed
 /// by [`pack_transposed_rhs`] (`[k, n]`, `n = dst.ncols()`); `dst` must be row-major (column
 /// stride 1). With `bias` (`[n]`), `dst = A·B + bias` on every row: the bias is added to each
 /// finished dot product before it is stored, which rounds exactly like a separate pass over `dst`
 /// afterwards, without that pass (4 ms over the large configuration's 160 MB of logits).
 ///
-/// On several threads (`par`) and a product of at least `matrix::SEQUENTIAL_BELOW_MACS`
+/// On several threads (`par`) and a product of at least `tuning::SEQUENTIAL_BELOW_MACS`
 /// multiply-adds, the columns are cut into `threads` blocks of whole panels, run under
 /// `rayon::join`; each element is computed the same way whichever block it falls in.
 pub fn gemm_packed<T: Float>(
@@ -279,13 +272,14 @@ fn portable_block<T: Float>(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{BLOCK_BYTES, PANEL_COLS, TILE_ROWS};
+    use super::{PANEL_COLS, TILE_ROWS};
+    use crate::tuning::PACKED_BLOCK_BYTES;
 
     /// AVX-512 vectors per panel row.
     const VECTORS: usize = PANEL_COLS / 16;
 
     /// `c[rows, n] = A·B` (row stride `ldc`) from packed `a` and `b` of depth `k`: for each block
-    /// of panels that fits [`BLOCK_BYTES`], every tile of rows against every panel of the block.
+    /// of panels that fits [`PACKED_BLOCK_BYTES`], every tile of rows against every panel of the block.
     ///
     /// `bias` (`[n]`), if given, is added to every row before it is stored.
     ///
@@ -305,7 +299,7 @@ mod avx512 {
         bias: Option<&[f32]>,
     ) {
         let (tiles, panels) = (rows.div_ceil(TILE_ROWS), n.div_ceil(PANEL_COLS));
-        let block = (BLOCK_BYTES / (k * PANEL_COLS * 4)).max(1);
+        let block = (PACKED_BLOCK_BYTES / (k * PANEL_COLS * 4)).max(1);
         for first in (0..panels).step_by(block) {
             for t in 0..tiles {
                 let tile_rows = (rows - t * TILE_ROWS).min(TILE_ROWS);
@@ -408,8 +402,8 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Rng;
     use crate::matrix::{mat, mat_mut};
+    use crate::test_rng::TestRng as Rng;
     use faer::Accum;
     use proptest::prelude::*;
 

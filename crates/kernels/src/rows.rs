@@ -8,16 +8,9 @@
 
 use crate::Float;
 use crate::matrix::with_wide_simd;
+use crate::tuning::{ADD_ROWS_PER_TASK, SUM_COLS_PER_TASK, TRANSPOSE_BLOCK};
 use faer::Par;
 use rayon::prelude::*;
-
-/// Rows per parallel task of [`add_to_rows`]: fixed, so the split does not depend on the thread
-/// count (not that it could change a result here), and large enough to amortise a task.
-const ROWS_PER_TASK: usize = 32;
-
-/// Columns per parallel task of [`add_column_sums`]: 256 `f32` columns are 1 KiB of every row, a
-/// whole number of cache lines, and give the seed's 10,000-word vocabulary 40 tasks.
-const COLS_PER_TASK: usize = 256;
 
 /// `m[r, ·] += v` for every row `r` of `m` (`[rows, v.len()]`; `m.len()` a multiple of `v.len()`).
 pub fn add_to_rows<T: Float>(m: &mut [T], v: &[T], par: Par) {
@@ -38,8 +31,8 @@ pub fn add_to_rows<T: Float>(m: &mut [T], v: &[T], par: Par) {
         )
     };
     match par {
-        Par::Rayon(_) if m.len() > ROWS_PER_TASK * cols => {
-            m.par_chunks_mut(ROWS_PER_TASK * cols).for_each(rows_of);
+        Par::Rayon(_) if m.len() > ADD_ROWS_PER_TASK * cols => {
+            m.par_chunks_mut(ADD_ROWS_PER_TASK * cols).for_each(rows_of);
         }
         _ => rows_of(m),
     }
@@ -52,9 +45,9 @@ pub fn add_column_sums<T: Float>(acc: &mut [T], m: &[T], rows: usize, par: Par) 
     let m = &m[..rows * cols];
     match par {
         // Each task owns a block of columns and reads that block of every row.
-        Par::Rayon(_) if cols > COLS_PER_TASK => {
-            acc.par_chunks_mut(COLS_PER_TASK).enumerate().for_each(|(block, acc)| {
-                let first = block * COLS_PER_TASK;
+        Par::Rayon(_) if cols > SUM_COLS_PER_TASK => {
+            acc.par_chunks_mut(SUM_COLS_PER_TASK).enumerate().for_each(|(block, acc)| {
+                let first = block * SUM_COLS_PER_TASK;
                 add_rows_of_block(acc, m, cols, first);
             });
         }
@@ -78,9 +71,6 @@ fn add_rows_of_block<T: Float>(acc: &mut [T], m: &[T], cols: usize, first: usize
         },
     )
 }
-
-/// Rows of `dst` per parallel task of [`add_transposed`], and the edge of its cache blocks.
-const TRANSPOSE_BLOCK: usize = 32;
 
 /// `dst[r, c] += src[c, r]` for `dst` `[rows, cols]` and `src` `[cols, rows]`, both row-major.
 ///
@@ -144,7 +134,7 @@ mod tests {
         fn column_sums_are_the_plain_row_order_loop_at_any_split(
             rows in 1usize..40, cols in 1usize..700, seed in any::<u64>(),
         ) {
-            let mut rng = crate::Rng::new(seed);
+            let mut rng = crate::test_rng::TestRng::new(seed);
             let m: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
             let start: Vec<f32> = (0..cols).map(|_| rng.normal() as f32).collect();
             let mut plain = start.clone();
@@ -162,7 +152,7 @@ mod tests {
 
         #[test]
         fn add_transposed_adds_the_transpose(rows in 0usize..80, cols in 0usize..80, seed in any::<u64>()) {
-            let mut rng = crate::Rng::new(seed);
+            let mut rng = crate::test_rng::TestRng::new(seed);
             let dst: Vec<f64> = (0..rows * cols).map(|_| rng.normal()).collect();
             let src: Vec<f64> = (0..rows * cols).map(|_| rng.normal()).collect();
             for par in [Par::Seq, Par::rayon(2)] {
@@ -178,7 +168,7 @@ mod tests {
 
         #[test]
         fn copy_transposed_copies_the_transpose(rows in 0usize..80, cols in 0usize..80, seed in any::<u64>()) {
-            let mut rng = crate::Rng::new(seed);
+            let mut rng = crate::test_rng::TestRng::new(seed);
             let src: Vec<f64> = (0..rows * cols).map(|_| rng.normal()).collect();
             for par in [Par::Seq, Par::rayon(2)] {
                 let mut out = vec![f64::NAN; rows * cols];
@@ -193,7 +183,7 @@ mod tests {
 
         #[test]
         fn add_to_rows_adds_the_vector_to_every_row(rows in 0usize..100, cols in 1usize..50, seed in any::<u64>()) {
-            let mut rng = crate::Rng::new(seed);
+            let mut rng = crate::test_rng::TestRng::new(seed);
             let m: Vec<f64> = (0..rows * cols).map(|_| rng.normal()).collect();
             let v: Vec<f64> = (0..cols).map(|_| rng.normal()).collect();
             for par in [Par::Seq, Par::rayon(2)] {

@@ -18,6 +18,7 @@
 use std::ops::{Deref, DerefMut};
 
 use crate::Float;
+use crate::tuning::HUGE_PAGE_MIN_BYTES;
 
 /// Bytes an [`AlignedVec`] starts on: one cache line, one AVX-512 vector.
 pub const ALIGN_BYTES: usize = 64;
@@ -126,9 +127,6 @@ impl<T: Clone> Clone for AlignedVec<T> {
         Self { raw, start, len: self.len }
     }
 }
-
-/// Buffers smaller than this are left alone: they gain nothing from 2 MiB pages.
-const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 
 /// A 2 MiB huge page.
 const HUGE_PAGE: usize = 2 << 20;
