@@ -4,7 +4,7 @@
 //! sequentially and on 2 threads, reported in tokens (`B * T`) per second.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use stagewise_benches::{CONFIGS, Corpus, SEED, Threads, criterion_config};
+use stagewise_benches::{Corpus, Threads, configs, criterion_config, seed};
 use stagewise_core::Mode;
 use stagewise_embedding::EmbeddingConfig;
 use stagewise_forward::ForwardConfig;
@@ -16,9 +16,9 @@ use std::hint::black_box;
 const WINDOWS: usize = 8;
 
 fn cycle(c: &mut Criterion) {
-    let corpus = Corpus::load(SEED.vocab);
+    let corpus = Corpus::load(seed().vocab);
     let settings = Threads::both();
-    for cfg in CONFIGS {
+    for cfg in configs() {
         let config = Config {
             embedding: EmbeddingConfig::Table { dim: cfg.embed },
             forward: ForwardConfig::Lstm { hidden: cfg.hidden },

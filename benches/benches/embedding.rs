@@ -6,14 +6,14 @@
 //! The op ignores `cx.par`, so only the sequential setting is measured.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use stagewise_benches::{CONFIGS, Corpus, PreparedModel, SEED, criterion_config};
+use stagewise_benches::{Corpus, PreparedModel, configs, criterion_config, seed};
 use stagewise_core::{Ctx, Par, Stage};
 use std::hint::black_box;
 
 fn embedding(c: &mut Criterion) {
-    let corpus = Corpus::load(SEED.vocab);
+    let corpus = Corpus::load(seed().vocab);
     let cx = Ctx::seq();
-    for cfg in CONFIGS {
+    for cfg in configs() {
         let (inputs, targets) = corpus.window(&cfg, 0);
         let mut model = PreparedModel::new(&cfg, inputs, targets);
         let op = model.op_index("embedding");

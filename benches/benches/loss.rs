@@ -1,27 +1,29 @@
 //! The loss box: fused softmax cross-entropy ([`CrossEntropy`]) over one window's logits
 //! (`[B*T, V]`, a freshly initialised model's, for real corpus targets), in train mode (also
-//! writes `dlogits` over the logits, so each iteration gets a fresh copy, made outside the timing)
+//! writes `dlogits`, over the logits then swapped into the slot's gradient, so each iteration gets
+//! a fresh copy of the slot, made outside the timing)
 //! and eval mode (loss and accuracy only), sequentially and on 2 threads,
 //! reported in rows (token positions) per second.
 
 use criterion::{
     BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use stagewise_benches::{CONFIGS, Corpus, PreparedModel, SEED, Threads, criterion_config};
+use stagewise_benches::{Corpus, PreparedModel, Threads, configs, criterion_config, seed};
 use stagewise_core::{Mode, Stage};
 use stagewise_loss::{CrossEntropy, LossInput, LossOutput};
 use std::hint::black_box;
 
 fn loss(c: &mut Criterion) {
-    let corpus = Corpus::load(SEED.vocab);
+    let corpus = Corpus::load(seed().vocab);
     let settings = Threads::both();
-    for cfg in CONFIGS {
+    for cfg in configs() {
         let (inputs, targets) = corpus.window(&cfg, 0);
         let model = PreparedModel::new(&cfg, inputs, targets);
         let mut ce = CrossEntropy::<f32>::new();
         let mut out = LossOutput::default();
         ce.prepare(&model.dims, &mut out).expect("preparing the loss");
-        let logits = model.logits().to_vec();
+        let out_slot = model.tape.output().expect("the logits slot");
+        let logits = model.tape.acts.slot(out_slot).clone();
 
         let mut group = c.benchmark_group(format!("loss/{}", cfg.label()));
         group.throughput(Throughput::Elements(cfg.rows() as u64));
@@ -34,8 +36,8 @@ fn loss(c: &mut Criterion) {
                     threads.install(|| {
                         b.iter_batched_ref(
                             || logits.clone(),
-                            |buf| {
-                                let input = LossInput { logits: buf, targets: &model.targets };
+                            |slot| {
+                                let input = LossInput { logits: slot, targets: &model.targets };
                                 ce.run(black_box(input), &mut out, &cx).expect("finite loss");
                                 black_box(out.nll_sum)
                             },

@@ -7,13 +7,13 @@
 //! `stagewise_benches::PreparedModel`), so each VJP starts from the real gradient of its output.
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use stagewise_benches::{CONFIGS, Corpus, PreparedModel, SEED, Threads, criterion_config};
+use stagewise_benches::{Corpus, PreparedModel, Threads, configs, criterion_config, seed};
 use std::hint::black_box;
 
 fn lstm(c: &mut Criterion) {
-    let corpus = Corpus::load(SEED.vocab);
+    let corpus = Corpus::load(seed().vocab);
     let settings = Threads::both();
-    for cfg in CONFIGS {
+    for cfg in configs() {
         let (inputs, targets) = corpus.window(&cfg, 0);
         let mut model = PreparedModel::new(&cfg, inputs, targets);
 

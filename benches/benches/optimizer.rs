@@ -3,15 +3,15 @@
 //! and on 2 threads, reported in parameters per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use stagewise_benches::{CONFIGS, Corpus, PreparedModel, SEED, Threads, criterion_config};
+use stagewise_benches::{Corpus, PreparedModel, Threads, configs, criterion_config, seed};
 use stagewise_core::{Mode, Stage};
 use stagewise_optimizer::{Adam, OptimizerState, Update};
 use std::hint::black_box;
 
 fn optimizer(c: &mut Criterion) {
-    let corpus = Corpus::load(SEED.vocab);
+    let corpus = Corpus::load(seed().vocab);
     let settings = Threads::both();
-    for cfg in CONFIGS {
+    for cfg in configs() {
         let (inputs, targets) = corpus.window(&cfg, 0);
         let mut model = PreparedModel::new(&cfg, inputs, targets);
         let mut adam = Adam::<f32>::new(1e-3);

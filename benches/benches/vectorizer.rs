@@ -1,16 +1,17 @@
 //! The vectorize box: [`VocabVectorizer`](stagewise_vectorizer::VocabVectorizer) encoding every
 //! token of the bundled corpus, reported in tokens per second.
 //!
-//! The vocabulary (V = 10,000) is fitted once on the corpus's tokens, outside the measurement;
-//! the id vector is reused, so the timed loop is one hash lookup per token.
+//! The vocabulary (V = 10,000) is fitted once on the corpus's tokens (a
+//! [`Tokens`](stagewise_core::Tokens) list), outside the measurement; the id vector is reused, so
+//! the timed loop is one slice of the token arena and one hash lookup per token.
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use stagewise_benches::{Corpus, SEED, criterion_config};
+use stagewise_benches::{Corpus, criterion_config, seed};
 use stagewise_core::{Ctx, Stage};
 use std::hint::black_box;
 
 fn vectorizer(c: &mut Criterion) {
-    let Corpus { tokens, vectorizer, .. } = Corpus::load(SEED.vocab);
+    let Corpus { tokens, vectorizer, .. } = Corpus::load(seed().vocab);
     let cx = Ctx::seq();
     let mut ids = Vec::with_capacity(tokens.len());
 

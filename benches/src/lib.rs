@@ -7,7 +7,8 @@
 //! stage itself does not.
 //!
 //! # Brief overview
-//! - [`BenchConfig`], [`SEED`], [`LARGE`], [`CONFIGS`]: the sizes (E, H, V, B, T) measured.
+//! - [`BenchConfig`], [`config`], [`seed`], [`configs`]: the sizes (E, H, V, B, T) measured, read
+//!   from `configs/seed.toml` and `configs/large.toml`.
 //! - [`criterion_config`]: the shared, light criterion settings (few samples, short times).
 //! - [`Threads`]: `Par::Seq` on the bench thread, or 2 threads (a 2-thread rayon pool with
 //!   `Par::rayon(2)` in the [`Ctx`]); [`Threads::install`] runs a bench inside its pool.
@@ -19,10 +20,11 @@
 
 use criterion::Criterion;
 use stagewise_backward::ReverseSweep;
-use stagewise_core::{Ctx, Dims, Mode, Par, Stage, Tape};
+use stagewise_core::{Ctx, Dims, Mode, Par, Stage, Tape, Tokens};
 use stagewise_embedding::TableEmbedding;
 use stagewise_forward::LstmForward;
 use stagewise_loss::{CrossEntropy, LossInput, LossOutput};
+use stagewise_pipeline::Config;
 use stagewise_pipeline::data::{Batched, read_corpus};
 use stagewise_tokenizer::{Tokenizer, WordTokenizer};
 use stagewise_vectorizer::{Vectorizer, VectorizerConfig, VectorizerImpl};
@@ -49,14 +51,7 @@ pub struct BenchConfig {
 impl BenchConfig {
     /// The [`Dims`] stages are prepared with (`params` left 0, as before preparation).
     pub fn dims(&self) -> Dims {
-        Dims {
-            vocab: self.vocab,
-            embed: self.embed,
-            hidden: self.hidden,
-            batch: self.batch,
-            seq_len: self.seq_len,
-            params: 0,
-        }
+        Dims { vocab: self.vocab, batch: self.batch, seq_len: self.seq_len, params: 0 }
     }
 
     /// Rows (token positions) of one full window: `B * T`.
@@ -73,16 +68,38 @@ impl BenchConfig {
     }
 }
 
-/// The seed configuration: E = 100, H = 128, V = 10,000, B = 32, T = 64 (`configs/seed.toml`).
-pub const SEED: BenchConfig =
-    BenchConfig { name: "seed", embed: 100, hidden: 128, vocab: 10_000, batch: 32, seq_len: 64 };
+/// The sizes of `configs/NAME.toml` (the file the pipeline trains from, so the benches measure
+/// exactly those sizes and no second copy of them exists).
+///
+/// # Panics
+/// If the file is missing or invalid, or its forward box has no hidden width (the message names
+/// the file).
+pub fn config(name: &'static str) -> BenchConfig {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../configs/{name}.toml"));
+    let c = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => panic!("reading the bench configuration: {e}"),
+    };
+    let VectorizerConfig::Vocab { max_size: vocab } = c.vectorizer;
+    BenchConfig {
+        name,
+        embed: c.embedding.dim(),
+        hidden: c.forward.hidden(),
+        vocab,
+        batch: c.train.batch,
+        seq_len: c.train.bptt,
+    }
+}
 
-/// A large configuration: E = 256, H = 512, V = 10,000, B = 64, T = 64.
-pub const LARGE: BenchConfig =
-    BenchConfig { name: "large", embed: 256, hidden: 512, vocab: 10_000, batch: 64, seq_len: 64 };
+/// The seed configuration, `configs/seed.toml` (E = 100, H = 128, V = 10,000, B = 32, T = 64).
+pub fn seed() -> BenchConfig {
+    config("seed")
+}
 
-/// Both configurations, seed first.
-pub const CONFIGS: [BenchConfig; 2] = [SEED, LARGE];
+/// Both measured configurations, `configs/seed.toml` then `configs/large.toml`.
+pub fn configs() -> [BenchConfig; 2] {
+    [config("seed"), config("large")]
+}
 
 /// The criterion settings every bench file starts from: 10 samples, 1 s warm-up, 3 s measurement
 /// (criterion's sampling mode stays `Auto`, so slow benchmarks switch to flat sampling on their
@@ -173,7 +190,7 @@ pub fn corpus_text() -> String {
 /// The corpus run through the seed's text boxes: tokens, a fitted vocabulary and the id stream.
 pub struct Corpus {
     /// The corpus's word tokens ([`WordTokenizer`]), about 905,000.
-    pub tokens: Vec<String>,
+    pub tokens: Tokens,
     /// The vocabulary fitted on *all* tokens (the pipeline fits on the training split only; for
     /// timing the difference does not matter).
     pub vectorizer: VectorizerImpl,
@@ -282,15 +299,12 @@ impl PreparedModel {
         ce.prepare(&dims, &mut loss).expect("preparing the loss");
         let logits = tape.output().expect("the forward stage sets the logits slot");
         let saved = tape.acts.slot(logits).value.clone();
-        let input = LossInput {
-            logits: &mut tape.acts.slot_mut(logits).value[..cfg.rows() * cfg.vocab],
-            targets: &targets,
-        };
+        let input = LossInput { logits: tape.acts.slot_mut(logits), targets: &targets };
         ce.run(input, &mut loss, &cx).expect("scoring the bench window");
-        // The loss wrote dL/dlogits over the logits; that buffer seeds backward, and the logits
-        // are put back for the benches that read them.
-        let mut seed = std::mem::replace(&mut tape.acts.slot_mut(logits).value, saved);
-        backward.run(&mut seed, &mut tape, &cx).expect("the backward sweep");
+        // The loss left dL/dlogits in the slot's gradient (its value buffer was scratch): the
+        // logits are put back for the benches that read them.
+        tape.acts.slot_mut(logits).value = saved;
+        backward.run(logits, &mut tape, &cx).expect("the backward sweep");
         PreparedModel { dims, tape, embedding, forward, inputs, targets }
     }
 

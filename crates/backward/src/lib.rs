@@ -2,8 +2,8 @@
 //! out.
 //!
 //! # Brief overview
-//! - [`Backward`]: the box's contract, a [`Stage`] that takes the loss's `dlogits` as the seed and
-//!   fills [`Tape::grads`].
+//! - [`Backward`]: the box's contract, a [`Stage`] that starts from the gradient the loss left in
+//!   a slot of the tape (the seed, named by its [`SlotId`]) and fills [`Tape::grads`].
 //! - [`ReverseSweep`] (`kind = "reverse"`): zeroes the gradients once, seeds the tape's output
 //!   gradient and calls every op's VJP in reverse order. Inside a window this is full
 //!   back-propagation through time; the recurrent state entering the window is detached.
@@ -11,17 +11,14 @@
 //!
 //! This crate never depends on the forward crate: it sees ops only through core's [`Op`](stagewise_core::Op).
 
-use stagewise_core::{Ctx, Dims, Error, Float, Result, Stage, Tape};
-use stagewise_kernels::memory::AlignedVec;
+use stagewise_core::{Ctx, Dims, Error, Float, Result, SlotId, Stage, Tape};
 
-/// The backward box's contract: the seed gradient (`dlogits`, `[N_max, V]`, e.g. the logits
-/// buffer the loss overwrote with its gradient) in, the tape's gradients out. The seed buffer may
-/// be swapped into the tape instead of copied, so its contents afterwards are unspecified (it
-/// stays the same length).
-pub trait Backward<T: Float>: for<'a> Stage<Input<'a> = &'a mut AlignedVec<T>, Output = Tape<T>> {}
+/// The backward box's contract: the seed slot in (its `grad` holds the gradient of the loss with
+/// respect to its `value`, written by the loss box: `dlogits`), the tape's parameter gradients
+/// out. Ops accumulate into [`Tape::grads`], so a backward stage zeroes them first.
+pub trait Backward<T: Float>: for<'a> Stage<Input<'a> = SlotId, Output = Tape<T>> {}
 
-impl<T: Float, S> Backward<T> for S where S: for<'a> Stage<Input<'a> = &'a mut AlignedVec<T>, Output = Tape<T>>
-{}
+impl<T: Float, S> Backward<T> for S where S: for<'a> Stage<Input<'a> = SlotId, Output = Tape<T>> {}
 
 /// The exact reverse sweep over the tape.
 #[derive(Clone, Debug, Default)]
@@ -35,7 +32,7 @@ impl<T> ReverseSweep<T> {
 }
 
 impl<T: Float> Stage for ReverseSweep<T> {
-    type Input<'a> = &'a mut AlignedVec<T>;
+    type Input<'a> = SlotId;
     type Output = Tape<T>;
 
     fn name(&self) -> &str {
@@ -52,16 +49,15 @@ impl<T: Float> Stage for ReverseSweep<T> {
         Ok(())
     }
 
-    fn run(&self, seed: &mut AlignedVec<T>, tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
-        let Some(out) = tape.output() else {
-            return Err(Error::config("backward", "the tape has no output slot"));
-        };
-        let grad = &mut tape.acts.slot_mut(out).grad;
-        if seed.len() != grad.len() {
-            return Err(Error::shape("backward seed (dlogits)", grad.len(), seed.len()));
+    fn run(&self, seed: SlotId, tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
+        let slot = tape.acts.slot(seed);
+        if slot.grad.len() != slot.value.len() {
+            return Err(Error::shape(
+                format!("backward seed {} (gradient buffer)", slot.name),
+                slot.value.len(),
+                slot.grad.len(),
+            ));
         }
-        // Both buffers are sized for the longest window: swapping moves no data and allocates nothing.
-        std::mem::swap(seed, grad);
         tape.grads.fill_zero_par(cx.par);
         let (ops, params, acts, grads) = tape.sweep_parts();
         for op in ops.iter().rev() {
@@ -102,7 +98,7 @@ pub enum BackwardImpl<T> {
 }
 
 stagewise_core::delegate_stage!(impl[T: Float] Stage for BackwardImpl<T> { Reverse }
-    input<'a> = &'a mut AlignedVec<T>; output = Tape<T>;);
+    input<'a> = SlotId; output = Tape<T>;);
 
 #[cfg(test)]
 mod tests {
@@ -154,29 +150,30 @@ mod tests {
         tape.push(Box::new(Scale { a: a2, x: h, y }));
         tape.set_output(y);
         tape.finish();
-        let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 2, seq_len: 1, params: 2 };
+        let dims = Dims { vocab: 2, batch: 2, seq_len: 1, params: 2 };
         let mut sweep = ReverseSweep::new();
         sweep.prepare(&dims, &mut tape).unwrap();
         tape.forward_range(0..2, Par::Seq);
         for _ in 0..2 {
             // Twice: the second call must not accumulate onto the first.
-            let mut seed = AlignedVec::from_slice(&[1.0, 1.0]);
-            sweep.run(&mut seed, &mut tape, &Ctx::seq()).unwrap();
+            tape.acts.slot_mut(y).grad.copy_from_slice(&[1.0, 1.0]);
+            sweep.run(y, &mut tape, &Ctx::seq()).unwrap();
             assert_eq!(tape.grads.as_slice(), &[9.0, 6.0]);
             assert_eq!(tape.acts.slot(x).grad, vec![6.0, 6.0]);
         }
     }
 
     #[test]
-    fn wrong_seed_length_is_an_error() {
+    fn a_seed_without_gradient_is_an_error() {
         let mut tape = Tape::<f64>::new(2, 1);
         let x = tape.acts.declare_rows("x", 1, true);
+        let y = tape.acts.declare_rows("y", 1, false);
         let a = tape.params.declare("a", &[1]).unwrap();
-        tape.push(Box::new(Scale { a, x, y: x }));
-        tape.set_output(x);
+        tape.push(Box::new(Scale { a, x, y }));
+        tape.set_output(y);
         tape.finish();
-        let err = ReverseSweep::new().run(&mut AlignedVec::zeroed(5), &mut tape, &Ctx::seq()).unwrap_err();
-        assert!(err.to_string().contains("backward seed"), "{err}");
+        let err = ReverseSweep::new().run(y, &mut tape, &Ctx::seq()).unwrap_err();
+        assert!(err.to_string().contains("backward seed y"), "{err}");
     }
 
     #[test]

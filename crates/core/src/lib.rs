@@ -13,16 +13,24 @@
 //! - [`Float`]: `f32` to train, `f64` to check gradients (from `stagewise-kernels`, which holds
 //!   the numeric kernels the ops call: GEMM, the packed head product, row kernels, aligned memory).
 //! - [`Rng`]: per-stage seeded random streams; [`Error`]: one error type naming file, line, field.
+//! - [`Tokens`]: the token list the tokenize box writes and the vectorize box reads, stored in one
+//!   text arena with end offsets instead of one `String` per token.
 
 mod error;
 mod params;
 mod rng;
 mod stage;
 mod tape;
+mod text;
 
 pub use error::{Error, Result};
+
 pub use params::{Grads, Moments, ParamEntry, ParamId, ParamLayout, Params};
 pub use rng::Rng;
 pub use stage::{Ctx, Dims, Mode, Stage};
+/// Atomic file replacement (temporary file, fsync, rename, directory fsync), for every file a
+/// stage or the pipeline writes that someone may rely on.
+pub use stagewise_fs::write_atomically;
 pub use stagewise_kernels::{Float, Par, par_for_threads, threads_of};
-pub use tape::{Activations, Op, Slot, SlotId, Tape};
+pub use tape::{Activations, Op, Pieces, RowOp, Slot, SlotId, StepOp, Tape, run_rows_whole, run_steps_whole};
+pub use text::Tokens;

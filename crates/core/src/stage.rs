@@ -3,24 +3,22 @@
 use crate::Result;
 use faer::Par;
 
-/// The sizes every stage needs to plan its buffers, fixed for the lifetime of a run.
+/// The sizes every box shares, fixed for the lifetime of a run.
 ///
-/// One struct rather than per-stage arguments so that `prepare` has a single signature for every
-/// box, and so that a swapped-in stage sees exactly what the built-in one saw.
+/// Only what every box needs: the batch and window a cycle runs on, the vocabulary that the
+/// embedding reads and the head writes, and the parameter count the optimizer sizes its state by.
+/// A stage's own sizes (an embedding width, a hidden width, a number of layers) live in its own
+/// configuration, and it declares them to the tape as parameter and slot shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dims {
     /// Vocabulary size V (number of ids, `<unk>` included).
     pub vocab: usize,
-    /// Embedding width E.
-    pub embed: usize,
-    /// Hidden width H of the recurrent layer.
-    pub hidden: usize,
     /// Parallel streams per batch B.
     pub batch: usize,
     /// Longest window T of the truncated back-propagation through time; a window may be shorter.
     pub seq_len: usize,
-    /// Number of scalar parameters in the model, known once every stage has declared its own.
-    /// Zero until then; stages that size buffers per parameter (the optimizer) read it.
+    /// Number of scalar parameters in the model, known once the tape's stages have declared
+    /// theirs. Zero until then; stages that size buffers per parameter (the optimizer) read it.
     pub params: usize,
 }
 
@@ -92,8 +90,14 @@ pub trait Stage {
     /// A short name for logs, timings and config files (`"lstm"`, `"adam"`, ...).
     fn name(&self) -> &str;
 
-    /// Sizes `out` for `dims`. The only place a stage may allocate.
-    fn prepare(&mut self, dims: &Dims, out: &mut Self::Output) -> Result<()>;
+    /// Sizes `out` for `dims` and declares what the stage needs (parameters, slots, ops, state
+    /// buffers). The only place a model stage may allocate.
+    ///
+    /// Called once, before the first `run`. The default does nothing: the text boxes (tokenize,
+    /// vectorize) have nothing to size, since their output grows with the text.
+    fn prepare(&mut self, _dims: &Dims, _out: &mut Self::Output) -> Result<()> {
+        Ok(())
+    }
 
     /// Reads `input` and writes `out`. Must not allocate once `prepare` has run.
     fn run(&self, input: Self::Input<'_>, out: &mut Self::Output, cx: &Ctx) -> Result<()>;

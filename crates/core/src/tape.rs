@@ -4,10 +4,35 @@
 //! prepared: each differentiable stage declares its parameters in [`Tape::params`], its activation
 //! buffers as [`Slot`]s and pushes its [`Op`]s. A training cycle then replays the list forwards and
 //! the backward stage walks it in reverse. Nothing is recorded per step, so nothing is allocated.
+//!
+//! # One schedule, cut into pieces on several threads
+//! The list of ops is the only schedule: the forward pass runs it in order and the backward pass
+//! walks exactly it in reverse. On several threads the tape may run two neighbouring ops
+//! *overlapped*, when they say how their work can be cut ([`Op::pieces`]): a recurrence
+//! ([`StepOp`], sequential over the steps of the window) followed by a row-wise op that reads its
+//! output ([`RowOp`], each output row depending only on the same input row). While one thread
+//! runs the recurrence over the later steps, another runs the row-wise op over the rows of the
+//! steps already finished:
+//!
+//! ```text
+//! begin     every thread: the recurrence's non-sequential work (e.g. all input projections)
+//! phase 0   thread 1: steps [0, S)            thread 2: the row-wise op's own preparation
+//! phase 1   thread 1: steps [S, T)            thread 2: the row-wise op over the rows of [0, S)
+//! phase 2   every thread: the row-wise op over the rows of [S, T)
+//! ```
+//!
+//! It applies only when a step of the recurrence runs on one thread (a step large enough to split
+//! across threads keeps them busy already), when the row-wise op's work is large enough to be
+//! worth a second thread (`tuning::SEQUENTIAL_BELOW_MACS`), and when it says that cutting its rows
+//! at `S` changes no bit of its result ([`RowOp::splits_exactly`]). Any forward stage built from
+//! such ops gets it; the result is bit-identical to running the ops one after the other.
+
+use std::ops::Range;
 
 use crate::{Float, Grads, Params, Result};
-use faer::Par;
 use stagewise_kernels::memory::AlignedVec;
+use stagewise_kernels::tuning::{SEQUENTIAL_BELOW_MACS, STEALABLE_BLOCKS};
+use stagewise_kernels::{Par, threads_of};
 
 /// A handle to one activation buffer of [`Activations`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,6 +63,13 @@ pub struct Activations<T> {
     batch: usize,
     max_steps: usize,
     steps: usize,
+}
+
+impl<T> Slot<T> {
+    /// An empty slot, holding no memory (what a moved-out slot leaves behind).
+    fn placeholder() -> Self {
+        Slot { name: String::new(), value: AlignedVec::default(), grad: AlignedVec::default(), width: 0 }
+    }
 }
 
 impl<T: Float> Activations<T> {
@@ -124,6 +156,23 @@ impl<T: Float> Activations<T> {
     pub fn slots(&self) -> &[Slot<T>] {
         &self.slots
     }
+
+    /// Moves the value buffer of `id` out, leaving an empty one (no data moves, nothing is
+    /// allocated), so that a caller can hand it to an op beside `&mut self`. Put it back with
+    /// [`Activations::put_value`].
+    pub fn take_value(&mut self, id: SlotId) -> AlignedVec<T> {
+        std::mem::take(&mut self.slots[id.0].value)
+    }
+
+    /// Returns a value buffer taken with [`Activations::take_value`].
+    pub fn put_value(&mut self, id: SlotId, value: AlignedVec<T>) {
+        self.slots[id.0].value = value;
+    }
+
+    /// Swaps slot `id` with the same slot of `other` (whole slots: names, buffers, widths).
+    fn swap_slot(&mut self, other: &mut Activations<T>, id: SlotId) {
+        std::mem::swap(&mut self.slots[id.0], &mut other.slots[id.0]);
+    }
 }
 
 /// A differentiable piece of work: a forward pass and its vector–Jacobian product side by side.
@@ -149,6 +198,122 @@ pub trait Op<T: Float>: Send + Sync {
 
     /// Called at the start of an epoch or an evaluation: a recurrent op zeroes its state here.
     fn reset_state(&self, _acts: &mut Activations<T>) {}
+
+    /// How the tape may cut this op's forward pass to overlap it with a neighbour on several
+    /// threads (see the module docs). The default, [`Pieces::Whole`], always runs `forward`.
+    fn pieces(&self) -> Pieces<'_, T> {
+        Pieces::Whole
+    }
+}
+
+/// What an op offers the tape's overlapped schedule ([`Op::pieces`]).
+pub enum Pieces<'a, T> {
+    /// The op runs whole.
+    Whole,
+    /// A recurrence over the steps of the window, runnable a range of steps at a time.
+    Steps(&'a dyn StepOp<T>),
+    /// A row-wise op, runnable a range of rows at a time.
+    Rows(&'a dyn RowOp<T>),
+}
+
+/// A recurrence: an op whose forward pass is sequential over the window's steps, writing one
+/// block of `B` rows of its output slot per step.
+///
+/// Its `Op::forward` must equal [`run_steps_whole`]: `begin`, then every step in one run.
+pub trait StepOp<T: Float>: Sync {
+    /// The row slot the steps write (`[T·B, width]`), which a following row-wise op may read.
+    fn output(&self) -> SlotId;
+
+    /// How many threads one step uses under `par`. The tape overlaps the recurrence with the
+    /// following op only when this is 1 (a step too small to split across threads).
+    fn step_threads(&self, par: Par) -> usize;
+
+    /// The cost of one step for one stream, in multiply-adds at a large product's rate (weighted
+    /// for a step's lower efficiency): the tape balances the phases with it.
+    fn step_cost(&self) -> f64;
+
+    /// Everything of the forward pass that is not sequential over steps (e.g. every step's input
+    /// projection), run once before the first step on every thread of `par`.
+    fn begin(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par);
+
+    /// Runs the steps of `steps` (after `begin` and after every earlier step), writing their
+    /// output rows into `out` (`[steps.len()·B, width]`). `prev` holds the output rows of the step
+    /// before `steps.start` (empty when it is 0, where the recurrence starts from its initial
+    /// state). The output slot is not in `acts` during the call (its buffer is `prev` and `out`).
+    fn run_steps(
+        &self,
+        params: &Params<T>,
+        acts: &mut Activations<T>,
+        prev: &[T],
+        out: &mut [T],
+        steps: Range<usize>,
+        par: Par,
+    );
+}
+
+/// A row-wise op: output row `r` depends only on input row `r` (a Linear layer, an element-wise
+/// function), so its rows can be computed a range at a time.
+///
+/// Its `Op::forward` must equal [`run_rows_whole`]: `begin`, then every row in one run.
+pub trait RowOp<T: Float>: Sync {
+    /// The row slot it reads.
+    fn input(&self) -> SlotId;
+
+    /// Every slot its forward pass writes or reads other than its input (output, scratch): the
+    /// tape moves them aside while the op runs beside the recurrence.
+    fn own_slots(&self) -> &[SlotId];
+
+    /// The cost of one row, in multiply-adds: the tape balances the phases with it.
+    fn row_cost(&self) -> f64;
+
+    /// Whether computing the first `first` of `rows` rows and the rest separately gives every
+    /// output bit-identical to computing all `rows` at once (a kernel may round a short block of
+    /// rows differently).
+    fn splits_exactly(&self, first: usize, rows: usize) -> bool;
+
+    /// Work that depends on the parameters only (e.g. a packed copy of the weights), run once
+    /// before the first rows.
+    fn begin(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par);
+
+    /// Computes the output rows `rows` from `input` (the input slot's rows `rows`, `[rows.len(),
+    /// in]`), after `begin`. The input slot is not in `acts` during the call.
+    fn run_rows(
+        &self,
+        params: &Params<T>,
+        acts: &mut Activations<T>,
+        input: &[T],
+        rows: Range<usize>,
+        par: Par,
+    );
+}
+
+/// A recurrence's whole forward pass (its `Op::forward`): `begin`, then every step of the current
+/// window in one run.
+pub fn run_steps_whole<T: Float>(
+    op: &dyn StepOp<T>,
+    params: &Params<T>,
+    acts: &mut Activations<T>,
+    par: Par,
+) {
+    let out_id = op.output();
+    op.begin(params, acts, par);
+    let mut out = acts.take_value(out_id);
+    let rows = acts.rows();
+    let width = acts.slot(out_id).width;
+    op.run_steps(params, acts, &[], &mut out[..rows * width], 0..acts.steps(), par);
+    acts.put_value(out_id, out);
+}
+
+/// A row-wise op's whole forward pass (its `Op::forward`): `begin`, then every row of the current
+/// window in one run.
+pub fn run_rows_whole<T: Float>(op: &dyn RowOp<T>, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
+    let in_id = op.input();
+    op.begin(params, acts, par);
+    let input = acts.take_value(in_id);
+    let rows = acts.rows();
+    let width = acts.slot(in_id).width;
+    op.run_rows(params, acts, &input[..rows * width], 0..rows, par);
+    acts.put_value(in_id, input);
 }
 
 /// The model's storage and its static schedule of ops.
@@ -161,6 +326,10 @@ pub struct Tape<T: Float> {
     pub acts: Activations<T>,
     ops: Vec<Box<dyn Op<T>>>,
     output: Option<SlotId>,
+    /// Where a row-wise op's own slots go while it runs beside a recurrence (same slot indices,
+    /// empty placeholders elsewhere; sized on first use, reused after).
+    side: Activations<T>,
+    overlapped: u64,
 }
 
 impl<T: Float> Tape<T> {
@@ -178,6 +347,8 @@ impl<T: Float> Tape<T> {
             },
             ops: Vec::new(),
             output: None,
+            side: Activations { slots: Vec::new(), ids: Vec::new(), batch, max_steps, steps: max_steps },
+            overlapped: 0,
         }
     }
 
@@ -216,11 +387,74 @@ impl<T: Float> Tape<T> {
         &self.ops
     }
 
-    /// Runs ops `range` forwards.
-    pub fn forward_range(&mut self, range: std::ops::Range<usize>, par: Par) {
-        for op in &self.ops[range] {
-            op.forward(&self.params, &mut self.acts, par);
+    /// Runs ops `range` forwards, overlapping a recurrence with the row-wise op after it where
+    /// the module docs say it applies. The results are the same bits either way.
+    pub fn forward_range(&mut self, range: Range<usize>, par: Par) {
+        let mut i = range.start;
+        while i < range.end {
+            if i + 1 < range.end && self.forward_overlapped(i, par) {
+                i += 2;
+            } else {
+                self.ops[i].forward(&self.params, &mut self.acts, par);
+                i += 1;
+            }
         }
+    }
+
+    /// How many times [`Tape::forward_range`] has run a pair of ops overlapped: a diagnostic for
+    /// tests and benchmarks.
+    pub fn overlapped_runs(&self) -> u64 {
+        self.overlapped
+    }
+
+    /// Runs ops `i` and `i + 1` overlapped if they allow it and it pays; returns whether it did.
+    fn forward_overlapped(&mut self, i: usize, par: Par) -> bool {
+        let (Pieces::Steps(rec), Pieces::Rows(row)) = (self.ops[i].pieces(), self.ops[i + 1].pieces()) else {
+            return false;
+        };
+        let (batch, steps) = (self.acts.batch, self.acts.steps);
+        let out_id = rec.output();
+        if row.input() != out_id || threads_of(par) < 2 || rec.step_threads(par) != 1 || steps < 2 {
+            return false;
+        }
+        let first = first_run_steps(steps, rec.step_cost(), row.row_cost());
+        let rows = steps * batch;
+        if (rows as f64) * row.row_cost() < SEQUENTIAL_BELOW_MACS as f64
+            || !row.splits_exactly(first * batch, rows)
+        {
+            return false;
+        }
+        if self.side.slots.len() < self.acts.slots.len() {
+            // Sized once, on the first overlapped run: placeholders allocate nothing.
+            self.side.slots.resize_with(self.acts.slots.len(), Slot::placeholder);
+        }
+        self.side.steps = steps;
+        for &id in row.own_slots() {
+            self.acts.swap_slot(&mut self.side, id);
+        }
+        let width = self.acts.slot(out_id).width;
+        let (params, acts, side) = (&self.params, &mut self.acts, &mut self.side);
+        rec.begin(params, acts, par);
+        let mut out = acts.take_value(out_id);
+        let (done, later) = out[..rows * width].split_at_mut(first * batch * width);
+        let stealable = Par::rayon(STEALABLE_BLOCKS);
+        rayon::join(
+            || rec.run_steps(params, acts, &[], done, 0..first, Par::Seq),
+            || row.begin(params, side, par),
+        );
+        let done: &[T] = done;
+        let last_done = &done[(first - 1) * batch * width..];
+        rayon::join(
+            || rec.run_steps(params, acts, last_done, later, first..steps, Par::Seq),
+            || row.run_rows(params, side, done, 0..first * batch, stealable),
+        );
+        row.run_rows(params, side, later, first * batch..rows, par);
+        acts.put_value(out_id, out);
+        for &id in row.own_slots() {
+            self.acts.swap_slot(&mut self.side, id);
+        }
+        self.overlapped += 1;
+        true
     }
 
     /// The parts a reverse sweep needs, borrowed disjointly: ops, params, activations, grads.
@@ -242,4 +476,12 @@ impl<T: Float> Tape<T> {
             op.reset_state(&mut self.acts);
         }
     }
+}
+
+/// Steps `S` of the recurrence's first run (see the module docs): the row-wise op over the rows of
+/// `S` steps should cost about as much as the recurrence over the other `T − S`; in `1..T`, so
+/// both runs have work.
+fn first_run_steps(steps: usize, step_cost: f64, row_cost: f64) -> usize {
+    let s = (steps as f64 * step_cost / (step_cost + row_cost).max(f64::MIN_POSITIVE)).round() as usize;
+    s.clamp(1, steps - 1)
 }

@@ -13,7 +13,7 @@
 //! use stagewise_core::{Ctx, Dims, Stage, Tape};
 //! use stagewise_embedding::TableEmbedding;
 //!
-//! let dims = Dims { vocab: 5, embed: 3, hidden: 4, batch: 2, seq_len: 2, params: 0 };
+//! let dims = Dims { vocab: 5, batch: 2, seq_len: 2, params: 0 };
 //! let mut tape = Tape::<f32>::new(dims.batch, dims.seq_len);
 //! let mut table = TableEmbedding::<f32>::new(3, 42);
 //! table.prepare(&dims, &mut tape)?;
@@ -203,7 +203,7 @@ mod tests {
         t: usize,
         seed: u64,
     ) -> (Tape<f64>, TableEmbedding<f64>, Vec<u32>) {
-        let dims = Dims { vocab: v, embed: e, hidden: 1, batch: b, seq_len: t, params: 0 };
+        let dims = Dims { vocab: v, batch: b, seq_len: t, params: 0 };
         let mut tape = Tape::<f64>::new(b, t);
         let mut table = TableEmbedding::new(e, seed);
         table.prepare(&dims, &mut tape).unwrap();

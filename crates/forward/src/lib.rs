@@ -31,7 +31,6 @@ mod cache;
 mod linear;
 mod lstm;
 mod lstm_cell;
-mod overlap;
 mod stage;
 
 pub use linear::{LinearOp, linear_forward_naive};
@@ -97,7 +96,7 @@ impl ForwardConfig {
         Ok(())
     }
 
-    /// The hidden width the chosen model uses (the pipeline puts it into [`Dims::hidden`]).
+    /// The hidden width the chosen model uses.
     pub fn hidden(&self) -> usize {
         match *self {
             ForwardConfig::Lstm { hidden } => hidden,

@@ -6,7 +6,13 @@ use stagewise_kernels::packed::{self, gemm_packed, pack_lhs, pack_transposed_rhs
 use stagewise_kernels::rows::{add_to_rows, add_transposed, copy_transposed};
 
 use crate::cache::FilledAt;
-use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
+use std::ops::Range;
+
+use stagewise_core::{
+    Activations, Error, Float, Grads, Op, Par, ParamId, Params, Pieces, Result, Rng, RowOp, SlotId, Tape,
+    run_rows_whole,
+};
+use stagewise_kernels::matrix::row_blocks_match_whole;
 use stagewise_kernels::tuning::{FILL_ROWS_PER_TASK, FOLD_BIAS_BELOW};
 
 /// `y = x·Wᵀ + b` in plain loops: the algorithmic reference for [`LinearOp::forward`].
@@ -79,6 +85,8 @@ pub struct LinearOp {
     folds: bool,
     /// Whether the forward product runs in `core::packed`'s kernel (`f32`, AVX-512).
     packed: bool,
+    /// Every slot the forward pass writes: the output and the operands, if any.
+    own: Vec<SlotId>,
     /// `[in + 1, out]`: the transposed weight and bias gradients of the window.
     grad_t: SlotId,
     /// The parameters' version the right operand (`operands.1`) was last filled from (see
@@ -144,6 +152,8 @@ impl LinearOp {
             None
         };
         let grad_t = tape.acts.declare_flat(&format!("{prefix}.dw_t"), (inp + 1) * out, false);
+        let mut own = vec![output];
+        own.extend(operands.iter().flat_map(|&(left, right)| [left, right]));
         Ok(LinearOp {
             name: prefix.to_owned(),
             inp,
@@ -156,6 +166,7 @@ impl LinearOp {
             operands,
             folds,
             packed,
+            own,
             grad_t,
             filled_at: FilledAt::never(),
         })
@@ -178,20 +189,9 @@ impl LinearOp {
 }
 
 impl LinearOp {
-    /// Output width (`V` for the head).
-    pub(crate) fn out(&self) -> usize {
-        self.out
-    }
-
-    /// The forward product's own `(left, right)` operand slots, if it has them (see
-    /// [`LinearOp`]): filled by [`Self::fill_left`] and [`Self::fill_right`].
-    pub(crate) fn operands(&self) -> Option<(SlotId, SlotId)> {
-        self.operands
-    }
-
     /// Where, in the left operand's buffer, the rows after the first `rows` start: a window cut
     /// into pieces fills and multiplies each piece in its own part of the buffer.
-    pub(crate) fn left_offset(&self, rows: usize) -> usize {
+    fn left_offset(&self, rows: usize) -> usize {
         if self.packed { packed::lhs_len(rows, self.depth()) } else { rows * self.depth() }
     }
 
@@ -206,7 +206,7 @@ impl LinearOp {
     ///
     /// Skipped if the parameters' [`Params::version`] is the one of the last fill: `right` then
     /// already holds these weights.
-    pub(crate) fn fill_right<T: Float>(&self, params: &Params<T>, right: &mut [T], par: Par) {
+    fn fill_right<T: Float>(&self, params: &Params<T>, right: &mut [T], par: Par) {
         let version = params.version();
         if self.filled_at.is(version) {
             return;
@@ -226,7 +226,7 @@ impl LinearOp {
     /// Fills the left operand of the forward product from the rows of `x` (`[r, in]`): `[x | 1]`
     /// `[r, in + 1]`, or with the packed kernel `[x | 1]` or `x` in tiles; in blocks of rows spread
     /// over rayon's threads under `par`.
-    pub(crate) fn fill_left<T: Float>(&self, x: &[T], left: &mut [T], par: Par) {
+    fn fill_left<T: Float>(&self, x: &[T], left: &mut [T], par: Par) {
         let inp = self.inp;
         let rows = x.len() / inp;
         if self.packed {
@@ -256,7 +256,7 @@ impl LinearOp {
     /// [`Self::fill_left`] and [`Self::fill_right`]) if it has them, else `x·Wᵀ` then a pass
     /// adding `b` to every row. Each row's result is the same whichever rows are computed
     /// together (no product splits a dot product).
-    pub(crate) fn product_rows<T: Float>(
+    fn product_rows<T: Float>(
         &self,
         params: &Params<T>,
         operands: Option<(&[T], &[T])>,
@@ -289,29 +289,75 @@ impl LinearOp {
     }
 }
 
+impl<T: Float> RowOp<T> for LinearOp {
+    fn input(&self) -> SlotId {
+        self.input
+    }
+
+    fn own_slots(&self) -> &[SlotId] {
+        &self.own
+    }
+
+    fn row_cost(&self) -> f64 {
+        (self.depth() * self.out) as f64
+    }
+
+    /// Always with the packed kernel (each output is one chain of multiply-adds whatever the rows
+    /// around it); with faer, when both blocks are large enough for its main kernel.
+    fn splits_exactly(&self, first: usize, rows: usize) -> bool {
+        self.packed || row_blocks_match_whole(first, rows, self.depth(), self.out)
+    }
+
+    /// Fills the right operand of the product (`[W | b]ᵀ`, possibly packed) unless it holds
+    /// these weights already.
+    fn begin(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
+        if let Some((_, right)) = self.operands {
+            self.fill_right(params, &mut acts.slot_mut(right).value, par);
+        }
+    }
+
+    /// Output rows `rows` from `input` `[rows.len(), in]`: the left operand filled for these rows
+    /// in its own part of the buffer (the tape runs a window in at most two runs of rows), then
+    /// the product.
+    fn run_rows(
+        &self,
+        params: &Params<T>,
+        acts: &mut Activations<T>,
+        input: &[T],
+        rows: Range<usize>,
+        par: Par,
+    ) {
+        let (start, out) = (rows.start, self.out);
+        match self.operands {
+            Some((left, right)) => {
+                let [left, right, y] = acts.slots_mut([left, right, self.output]);
+                let left = &mut left.value[self.left_offset(start)..];
+                self.fill_left(input, left, par);
+                let y = &mut y.value[start * out..rows.end * out];
+                self.product_rows(params, Some((left, &right.value)), input, y, par);
+            }
+            None => {
+                let y = &mut acts.slot_mut(self.output).value[start * out..rows.end * out];
+                self.product_rows(params, None, input, y, par);
+            }
+        }
+    }
+}
+
 impl<T: Float> Op<T> for LinearOp {
     fn name(&self) -> &str {
         &self.name
     }
 
-    /// Reads `input` `[N, in]`; writes `output` `[N, out]` for the window's `N = T·B` rows, and
-    /// `{prefix}.x1` for the backward pass.
+    /// Reads `input` `[N, in]`; writes `output` `[N, out]` for the window's `N = T·B` rows (and
+    /// the product's own operands, see [`LinearOp`]).
     fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
-        let n = acts.rows();
-        let (inp, out) = (self.inp, self.out);
-        match self.operands {
-            Some((left, right)) => {
-                self.fill_right(params, &mut acts.slot_mut(right).value, par);
-                let [x, left, right, y] = acts.slots_mut([self.input, left, right, self.output]);
-                let (x, y) = (&x.value[..n * inp], &mut y.value[..n * out]);
-                self.fill_left(x, &mut left.value, par);
-                self.product_rows(params, Some((&left.value, &right.value)), x, y, par);
-            }
-            None => {
-                let [x, y] = acts.slots_mut([self.input, self.output]);
-                self.product_rows(params, None, &x.value[..n * inp], &mut y.value[..n * out], par);
-            }
-        }
+        run_rows_whole(self, params, acts, par);
+    }
+
+    /// Row-wise: the tape may run it beside a recurrence (see `stagewise_core::tape`).
+    fn pieces(&self) -> Pieces<'_, T> {
+        Pieces::Rows(self)
     }
 
     /// Reads `output.grad` `[N, out]` and `input` (copied transposed into `{prefix}.x1_t`); accumulates `dW += dYᵀ·X`,

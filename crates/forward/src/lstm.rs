@@ -15,9 +15,15 @@
 
 use crate::cache::FilledAt;
 use crate::lstm_cell::{BackwardPart, BackwardShared, ForwardPart, ForwardShared, run_split, unit_parts};
-use stagewise_core::{Activations, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Tape};
+use std::ops::Range;
+
+use stagewise_core::{
+    Activations, Error, Float, Grads, Op, Par, ParamId, Params, Pieces, Result, Rng, SlotId, StepOp, Tape,
+    run_steps_whole,
+};
 use stagewise_kernels::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_kernels::rows::{add_column_sums, add_transposed, copy_transposed};
+use stagewise_kernels::tuning::RECURRENCE_COST_FACTOR;
 
 /// PyTorch's name prefix of the layer; parameter names and slot names start with it.
 pub const LSTM_PREFIX: &str = "lstm";
@@ -265,21 +271,20 @@ impl LstmOp {
 
 /// The forward buffers of a run of consecutive steps (`gates` `[S·B, 4H]`, the others
 /// `[S·B, H]`), holding the input projections in `gates` on entry.
-pub(crate) struct StepsMut<'a, T> {
-    pub gates: &'a mut [T],
-    pub c: &'a mut [T],
-    pub tanh_c: &'a mut [T],
-    pub h: &'a mut [T],
+struct StepsMut<'a, T> {
+    gates: &'a mut [T],
+    c: &'a mut [T],
+    tanh_c: &'a mut [T],
+    h: &'a mut [T],
 }
 
 impl LstmOp {
     /// The recurrence over the steps of `out`, starting from `state = (h, c)` of the step before
     /// the first: per step the recurrent product and the cell, in `parts` parts by hidden units
-    /// (see `lstm_cell`). Split out of `forward` so the overlapped schedule of [`crate::LstmForward`]
-    /// can run the window's steps in two runs.
+    /// (see `lstm_cell`).
     ///
     /// `w_hh_t` is `W_hhᵀ` (filled by [`Self::fill_w_hh_t`]), read by the one-part path.
-    pub(crate) fn recurrence<T: Float>(
+    fn recurrence<T: Float>(
         &self,
         params: &Params<T>,
         w_hh_t: &[T],
@@ -312,7 +317,7 @@ impl LstmOp {
 
     /// Copies `W_hhᵀ` into `w_hh_t` `[H, 4H]`, unless it already holds these weights (see
     /// [`FilledAt`]).
-    pub(crate) fn fill_w_hh_t<T: Float>(&self, params: &Params<T>, w_hh_t: &mut [T]) {
+    fn fill_w_hh_t<T: Float>(&self, params: &Params<T>, w_hh_t: &mut [T]) {
         let version = params.version();
         if self.filled_at.is(version) {
             return;
@@ -323,14 +328,7 @@ impl LstmOp {
     }
 
     /// Every step's input projection: `gates = X·W_ihᵀ` over the window's `n` rows.
-    pub(crate) fn input_projection<T: Float>(
-        &self,
-        params: &Params<T>,
-        x: &[T],
-        gates: &mut [T],
-        n: usize,
-        par: Par,
-    ) {
+    fn input_projection<T: Float>(&self, params: &Params<T>, x: &[T], gates: &mut [T], n: usize, par: Par) {
         let (e, h4) = (self.embed, 4 * self.hidden);
         let w_ih = params.get(self.params.w_ih);
         gemm(mat_mut(gates, n, h4), false, mat(x, n, e), mat(w_ih, h4, e).transpose(), par);
@@ -345,6 +343,67 @@ fn prev_and_cur<'a, T>(all: &'a mut [T], init: &'a [T], t: usize, len: usize) ->
     (prev, &mut after[..len])
 }
 
+impl<T: Float> StepOp<T> for LstmOp {
+    fn output(&self) -> SlotId {
+        self.slots.h
+    }
+
+    fn step_threads(&self, par: Par) -> usize {
+        unit_parts(par, self.batch, self.hidden)
+    }
+
+    /// `B·H·4H` multiply-adds per step, weighted by [`RECURRENCE_COST_FACTOR`] for the cell pass
+    /// and the small product's lower efficiency; per stream.
+    fn step_cost(&self) -> f64 {
+        RECURRENCE_COST_FACTOR * (4 * self.hidden * self.hidden) as f64
+    }
+
+    /// Every step's input projection in one GEMM, `gates = X·W_ihᵀ` (`[T·B, E]×[E, 4H]`), and the
+    /// cached `W_hhᵀ` the one-part recurrence reads.
+    fn begin(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
+        let n = acts.rows();
+        let s = &self.slots;
+        let [x, gates, w_hh_t] = acts.slots_mut([s.input, s.gates, s.w_hh_t]);
+        if unit_parts(par, self.batch, self.hidden) == 1 {
+            self.fill_w_hh_t(params, &mut w_hh_t.value);
+        }
+        self.input_projection(params, &x.value, &mut gates.value, n, par);
+    }
+
+    /// The recurrence over `steps`: per step the recurrent product and the cell, in as many parts
+    /// by hidden units as [`StepOp::step_threads`] says (see `lstm_cell`). Reads `h0`, `c0` at step 0,
+    /// else `prev` and the previous step's `c`.
+    fn run_steps(
+        &self,
+        params: &Params<T>,
+        acts: &mut Activations<T>,
+        prev: &[T],
+        out: &mut [T],
+        steps: Range<usize>,
+        par: Par,
+    ) {
+        let len = self.batch * self.hidden;
+        let (first, count) = (steps.start, steps.len());
+        let h4 = 4 * self.hidden;
+        let s = &self.slots;
+        let [gates, c, tanh_c, h0, c0, w_hh_t] =
+            acts.slots_mut([s.gates, s.c, s.tanh_c, s.h0, s.c0, s.w_hh_t]);
+        let (c_before, c_after) = c.value.split_at_mut(first * len);
+        let state = if first == 0 {
+            (&h0.value[..len], &c0.value[..len])
+        } else {
+            (&prev[prev.len() - len..], &c_before[(first - 1) * len..])
+        };
+        let run = StepsMut {
+            gates: &mut gates.value[first * self.batch * h4..(first + count) * self.batch * h4],
+            c: &mut c_after[..count * len],
+            tanh_c: &mut tanh_c.value[first * len..(first + count) * len],
+            h: &mut out[..count * len],
+        };
+        self.recurrence(params, &w_hh_t.value, state, run, unit_parts(par, self.batch, self.hidden), par);
+    }
+}
+
 impl<T: Float> Op<T> for LstmOp {
     fn name(&self) -> &str {
         LSTM_PREFIX
@@ -353,34 +412,12 @@ impl<T: Float> Op<T> for LstmOp {
     /// Reads `input` `[T·B, E]`, `h0`, `c0` `[B, H]`; writes `gates` (activated), `c`, `tanh_c`
     /// and `h` `[T·B, ·]` for the current window. `h0` and `c0` are only read.
     fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
-        let (hd, bsz) = (self.hidden, self.batch);
-        let h4 = 4 * hd;
-        let steps = acts.steps();
-        let n = steps * bsz;
-        let len = bsz * hd;
-        let s = &self.slots;
-        let [x, gates, c, tanh_c, h, h0, c0, w_hh_t] =
-            acts.slots_mut([s.input, s.gates, s.c, s.tanh_c, s.h, s.h0, s.c0, s.w_hh_t]);
-        let parts = unit_parts(par, bsz, hd);
-        if parts == 1 {
-            self.fill_w_hh_t(params, &mut w_hh_t.value);
-        }
-        // Every step's input projection in one GEMM: gates = X·W_ihᵀ  ([T·B, E]×[E, 4H]).
-        self.input_projection(params, &x.value, &mut gates.value, n, par);
-        let steps_out = StepsMut {
-            gates: &mut gates.value[..n * h4],
-            c: &mut c.value[..steps * len],
-            tanh_c: &mut tanh_c.value[..steps * len],
-            h: &mut h.value[..steps * len],
-        };
-        self.recurrence(
-            params,
-            &w_hh_t.value,
-            (&h0.value[..len], &c0.value[..len]),
-            steps_out,
-            unit_parts(par, bsz, hd),
-            par,
-        );
+        run_steps_whole(self, params, acts, par);
+    }
+
+    /// A recurrence the tape may overlap with the head (see `stagewise_core::tape`).
+    fn pieces(&self) -> Pieces<'_, T> {
+        Pieces::Steps(self)
     }
 
     /// Reads `h.grad` `[T·B, H]` and the intermediates saved by `forward`; accumulates into the

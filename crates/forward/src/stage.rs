@@ -3,10 +3,8 @@
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use stagewise_core::{Ctx, Dims, Error, Float, Par, Result, SlotId, Stage, Tape};
+use stagewise_core::{Ctx, Dims, Error, Float, Result, SlotId, Stage, Tape};
 
-use crate::lstm_cell::unit_parts;
-use crate::overlap::{forward_overlapped, overlap_applies};
 use crate::{LinearOp, LstmOp, LstmSlots};
 
 /// Name prefix of the Linear head's parameters (`fc.weight`, `fc.bias`) and its RNG stream.
@@ -17,7 +15,7 @@ pub const FC_PREFIX: &str = "fc";
 struct Prepared {
     ops: (usize, usize),
     /// Copies of the two ops pushed onto the tape (sizes and handles only): the source of the
-    /// slot handles, and what the overlapped schedule runs interleaved.
+    /// slot handles.
     lstm_op: LstmOp,
     fc_op: LinearOp,
 }
@@ -79,14 +77,13 @@ impl<T: Float> Stage for LstmForward<T> {
         "lstm"
     }
 
-    /// Reads the embedding's output slot from `tape.output()` (width `dims.embed`), declares the
-    /// LSTM and `fc` parameters and slots, pushes both ops and sets the logits slot (width
-    /// `dims.vocab`) as the tape's output.
+    /// Reads the embedding's output slot from `tape.output()` (its width is the LSTM's input
+    /// width E), declares the LSTM and `fc` parameters and slots, pushes both ops and sets the
+    /// logits slot (width `dims.vocab`) as the tape's output.
     ///
     /// Fails (without touching the tape) if no stage has set an output slot, if that slot is not
-    /// `dims.embed` wide, if `dims.hidden` differs from this stage's width (one source of truth
-    /// for H), or if the tape was built for another `dims.batch` / `dims.seq_len`; and, touching
-    /// it, if called twice (the parameter names would clash).
+    /// laid out by rows, or if the tape was built for another `dims.batch` / `dims.seq_len`; and,
+    /// touching it, if called twice (the parameter names would clash).
     fn prepare(&mut self, dims: &Dims, tape: &mut Tape<T>) -> Result<()> {
         if self.prepared.is_some() {
             return Err(Error::config("forward", "stage \"lstm\" prepared twice"));
@@ -94,13 +91,13 @@ impl<T: Float> Stage for LstmForward<T> {
         let input = tape.output().ok_or_else(|| {
             Error::shape("forward input (tape output)", "a slot written by the embedding stage", "none")
         })?;
-        let width = tape.acts.slot(input).width;
-        if width != dims.embed {
+        if tape.acts.slot(input).width == 0 {
             let name = tape.acts.slot(input).name.clone();
-            return Err(Error::shape(format!("forward input {name} width"), dims.embed, width));
-        }
-        if dims.hidden != self.hidden {
-            return Err(Error::shape("dims.hidden (forward.hidden)", self.hidden, dims.hidden));
+            return Err(Error::shape(
+                format!("forward input {name}"),
+                "a row slot of width E > 0",
+                "a flat slot",
+            ));
         }
         if tape.acts.batch() != dims.batch || tape.acts.max_steps() != dims.seq_len {
             return Err(Error::shape(
@@ -120,28 +117,15 @@ impl<T: Float> Stage for LstmForward<T> {
         Ok(())
     }
 
-    /// Runs the LSTM and the head over the current window (`tape.acts.steps()` steps).
-    ///
-    /// On several threads, when a recurrence step is too small to split by hidden units, the
-    /// head's product over finished steps runs alongside the rest of the recurrence (see
-    /// `overlap`); otherwise the two ops run one after the other. Both give the same bits.
+    /// Runs the LSTM and the head over the current window (`tape.acts.steps()` steps). On several
+    /// threads the tape overlaps the head's product with the recurrence where that pays (see
+    /// `stagewise_core::tape`): the LSTM is a recurrence op and the head a row-wise one.
     fn run(&self, _input: (), tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
         let p = self
             .prepared
             .as_ref()
             .ok_or_else(|| Error::config("forward", "stage \"lstm\" run before prepare"))?;
-        let threads = match cx.par {
-            Par::Seq => 1,
-            Par::Rayon(t) => t.get(),
-        };
-        let (batch, steps) = (tape.acts.batch(), tape.acts.steps());
-        let small_steps = unit_parts(cx.par, batch, self.hidden) == 1;
-        let (embed, vocab) = (p.lstm_op.embed(), p.fc_op.out());
-        if threads >= 2 && small_steps && overlap_applies(steps, batch, embed, self.hidden, vocab) {
-            forward_overlapped(&p.lstm_op, &p.fc_op, &tape.params, &mut tape.acts, cx.par);
-        } else {
-            tape.forward_range(p.ops.0..p.ops.1, cx.par);
-        }
+        tape.forward_range(p.ops.0..p.ops.1, cx.par);
         Ok(())
     }
 }

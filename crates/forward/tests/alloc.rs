@@ -19,7 +19,7 @@ fn warm_cycle_allocates_nothing() {
     // Shapes that take faer's blocked kernels (not only its tiny-matrix path), and B = 1 for the
     // matrix–vector paths.
     for (batch, seq_len, embed, hidden, vocab) in [(8, 12, 64, 128, 500), (1, 6, 32, 128, 300)] {
-        let d = Dims { vocab, embed, hidden, batch, seq_len, params: 0 };
+        let d = Dims { vocab, batch, seq_len, params: 0 };
         let mut tape = Tape::<f32>::new(batch, seq_len);
         let x = tape.acts.declare_rows("embedding.out", embed, true);
         let mut rng = Rng::new(3);

@@ -3,14 +3,21 @@
 use stagewise_core::{Ctx, Dims, Error, Par, Rng, Stage, Tape};
 use stagewise_forward::{DEFAULT_HIDDEN, Forward, ForwardConfig, ForwardImpl, LstmForward};
 
-fn dims(vocab: usize, embed: usize, hidden: usize, batch: usize, seq_len: usize) -> Dims {
-    Dims { vocab, embed, hidden, batch, seq_len, params: 0 }
+/// The sizes of a test case: what the box shares ([`Dims`]) and the widths of the model.
+#[derive(Clone, Copy)]
+struct Sizes {
+    d: Dims,
+    embed: usize,
+}
+
+fn dims(vocab: usize, embed: usize, _hidden: usize, batch: usize, seq_len: usize) -> Sizes {
+    Sizes { d: Dims { vocab, batch, seq_len, params: 0 }, embed }
 }
 
 /// A tape with a stand-in for the embedding's output (`[T·B, E]`, with grad) as its output.
-fn tape_with_input(d: &Dims, seed: u64) -> Tape<f64> {
-    let mut tape = Tape::new(d.batch, d.seq_len);
-    let x = tape.acts.declare_rows("embedding.out", d.embed, true);
+fn tape_with_input(s: &Sizes, seed: u64) -> Tape<f64> {
+    let mut tape = Tape::new(s.d.batch, s.d.seq_len);
+    let x = tape.acts.declare_rows("embedding.out", s.embed, true);
     let mut rng = Rng::new(seed);
     for v in &mut tape.acts.slot_mut(x).value {
         *v = rng.normal();
@@ -20,8 +27,8 @@ fn tape_with_input(d: &Dims, seed: u64) -> Tape<f64> {
 }
 
 /// Any `Forward` implementation can be driven generically: this is how the pipeline sees it.
-fn prepare_and_run<S: Forward<f64>>(stage: &mut S, d: &Dims, tape: &mut Tape<f64>) -> Vec<f64> {
-    stage.prepare(d, tape).expect("prepare");
+fn prepare_and_run<S: Forward<f64>>(stage: &mut S, s: &Sizes, tape: &mut Tape<f64>) -> Vec<f64> {
+    stage.prepare(&s.d, tape).expect("prepare");
     tape.finish();
     stage.run((), tape, &Ctx::seq()).expect("run");
     let out = tape.output().expect("logits slot");
@@ -38,7 +45,7 @@ fn prepare_builds_the_schedule_and_sets_the_logits_slot() {
     let out = tape.output().unwrap();
     assert_eq!(Some(out), stage.logits());
     let slot = tape.acts.slot(out);
-    assert_eq!(slot.width, d.vocab);
+    assert_eq!(slot.width, d.d.vocab);
     assert_eq!(slot.grad.len(), slot.value.len(), "logits need a gradient buffer for the loss");
     assert_eq!(stage.op_range(), Some(0..2));
     assert_eq!(tape.ops().iter().map(|op| op.name()).collect::<Vec<_>>(), ["lstm", "fc"]);
@@ -83,17 +90,18 @@ fn prepare_rejects_bad_wiring() {
     let prepare = |tape: &mut Tape<f64>, d: &Dims| LstmForward::<f64>::new(5, 0).unwrap().prepare(d, tape);
 
     // Nothing upstream wrote an output slot.
-    let err = prepare(&mut Tape::new(2, 4), &d).unwrap_err();
+    let err = prepare(&mut Tape::new(2, 4), &d.d).unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 
-    // The upstream slot is not E wide.
-    let err = prepare(&mut tape_with_input(&dims(9, 4, 5, 2, 4), 0), &d).unwrap_err();
+    // The upstream slot is not laid out by rows.
+    let mut flat = Tape::<f64>::new(2, 4);
+    let x = flat.acts.declare_flat("embedding.out", 24, true);
+    flat.set_output(x);
+    let err = prepare(&mut flat, &d.d).unwrap_err();
     assert!(matches!(err, Error::Shape { .. }) && err.to_string().contains("embedding.out"), "{err}");
 
-    // Dims disagree with the stage's own hidden width, or with the tape's sizes.
-    let err = prepare(&mut tape_with_input(&dims(9, 3, 6, 2, 4), 0), &dims(9, 3, 6, 2, 4)).unwrap_err();
-    assert!(err.to_string().contains("hidden"), "{err}");
-    let err = prepare(&mut tape_with_input(&dims(9, 3, 5, 3, 4), 0), &d).unwrap_err();
+    // Dims disagree with the tape's sizes.
+    let err = prepare(&mut tape_with_input(&dims(9, 3, 5, 3, 4), 0), &d.d).unwrap_err();
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 
     // Running before preparing is an error, not a silent no-op.
@@ -103,8 +111,8 @@ fn prepare_rejects_bad_wiring() {
     // Preparing twice would declare the parameters twice.
     let mut stage = LstmForward::<f64>::new(5, 0).unwrap();
     let mut tape = tape_with_input(&d, 0);
-    stage.prepare(&d, &mut tape).unwrap();
-    assert!(stage.prepare(&d, &mut tape).is_err());
+    stage.prepare(&d.d, &mut tape).unwrap();
+    assert!(stage.prepare(&d.d, &mut tape).is_err());
 }
 
 #[test]
@@ -134,7 +142,7 @@ fn config_parses_from_toml() {
     assert!(toml::from_str::<ForwardConfig>("hidden = 64").is_err(), "kind is required");
 }
 
-/// On several threads the stage overlaps the head's product with the recurrence (when a step is
+/// On several threads the tape overlaps the head's product with the recurrence (when a step is
 /// too small to split by hidden units); every buffer it writes — logits, the LSTM's saved
 /// intermediates, the head's packed weights — must equal the one-thread schedule bit for bit,
 /// over consecutive windows (state carried), with and without the folded bias (`H < 256`, `H ≥ 256`).
@@ -143,9 +151,13 @@ fn overlapped_schedule_is_bit_identical_to_one_thread() {
     // The first two take the overlapped schedule (folded bias, then not; a sabotaged schedule
     // fails them); the last two are too small for it (a single stream; two-row pieces) and must
     // fall back to the plain one.
-    for (v, e, h, b, t) in [(1000, 16, 128, 8, 9), (2000, 8, 260, 8, 6), (33, 5, 7, 1, 3), (50, 12, 40, 3, 2)]
-    {
-        let d = dims(v, e, h, b, t);
+    for (v, e, h, b, t, overlaps) in [
+        (1000, 16, 128, 8, 9, true),
+        (2000, 8, 260, 8, 6, true),
+        (33, 5, 7, 1, 3, false),
+        (50, 12, 40, 3, 2, false),
+    ] {
+        let d = dims(v, e, h, b, t).d;
         let run = |par: Par| {
             let mut tape = Tape::<f32>::new(b, t);
             let x = tape.acts.declare_rows("embedding.out", e, true);
@@ -172,13 +184,20 @@ fn overlapped_schedule_is_bit_identical_to_one_thread() {
                 }
                 tape.end_window();
             }
-            seen
+            (seen, tape.overlapped_runs())
         };
-        let one = run(Par::Seq);
+        let (one, none) = run(Par::Seq);
+        assert_eq!(none, 0, "one thread never overlaps");
         for threads in [2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let many = pool.install(|| run(Par::rayon(threads)));
+            let (many, overlapped) = pool.install(|| run(Par::rayon(threads)));
             assert!(one == many, "V={v} E={e} H={h} B={b} T={t}, {threads} threads");
+            // Three of the four windows have several steps; the one-step window never overlaps.
+            assert_eq!(
+                overlapped,
+                if overlaps { 3 } else { 0 },
+                "V={v} H={h} B={b} T={t}, {threads} threads"
+            );
         }
     }
 }

@@ -23,6 +23,21 @@ pub fn mat_mut<T: Float>(data: &mut [T], rows: usize, cols: usize) -> MatMut<'_,
     MatMut::from_row_major_slice_mut(&mut data[..rows * cols], rows, cols)
 }
 
+/// Rows and multiply-adds below which a block of rows of a product may not round like the same
+/// rows of the whole: faer multiplies a single row with a matrix–vector kernel and products of at
+/// most `16³` multiply-adds with another small kernel.
+const MIN_BLOCK_ROWS: usize = 16;
+/// See [`MIN_BLOCK_ROWS`].
+const MIN_BLOCK_MACS: usize = 1 << 16;
+
+/// Whether [`gemm`] over the first `first` of `rows` rows of `[rows, k]×[k, n]` and then over the
+/// rest gives every output bit-identical to one product over all `rows`: both blocks must run
+/// faer's main kernel, as the whole does (faer never splits the sum over `k` by rows).
+pub fn row_blocks_match_whole(first: usize, rows: usize, k: usize, n: usize) -> bool {
+    let rest = rows.saturating_sub(first);
+    [first, rest].iter().all(|&r| r >= MIN_BLOCK_ROWS && r * k * n >= MIN_BLOCK_MACS)
+}
+
 /// `dst = a·b` (`accumulate == false`) or `dst += a·b` (`true`), through faer.
 ///
 /// Two things are done around faer's call, both measured:

@@ -29,11 +29,18 @@ pub const ALIGN_BYTES: usize = 64;
 /// It derefs to a slice, so it reads like a `Vec` that never grows. Safe code only: it keeps a
 /// `Vec` one alignment longer than asked and starts its slice at the first aligned element (a
 /// `Vec` never moves its buffer while it is not resized).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AlignedVec<T> {
     raw: Vec<T>,
     start: usize,
     len: usize,
+}
+
+/// An empty buffer; allocates nothing (what `std::mem::take` leaves behind).
+impl<T> Default for AlignedVec<T> {
+    fn default() -> Self {
+        Self { raw: Vec::new(), start: 0, len: 0 }
+    }
 }
 
 impl<T: Float> AlignedVec<T> {

@@ -13,40 +13,54 @@
 //! over exactly the tokens they mean (a window, an epoch, a whole test split).
 
 use rayon::prelude::*;
-use stagewise_core::{Ctx, Dims, Error, Float, Mode, Par, Result, Stage};
+use stagewise_core::{Ctx, Dims, Error, Float, Mode, Par, Result, Slot, Stage};
 use stagewise_kernels::matrix::with_wide_simd;
 use stagewise_kernels::tuning::LOSS_ROWS_PER_TASK;
 
-/// What the loss reads: `logits` `[N, V]` row-major and `targets` `[N]` for the current window.
+/// What the loss reads: the tape's logits slot and the targets of the current window.
 #[derive(Debug)]
 pub struct LossInput<'a, T> {
-    /// Scores, one row of `V` per token position. In [`Mode::Train`] they are replaced by the
-    /// gradient of the mean loss with respect to them, `(softmax − onehot) / N`: nothing needs the
-    /// logits after the loss, and writing in place halves the memory traffic of the largest
-    /// buffer. In [`Mode::Eval`] they are left as they are.
-    pub logits: &'a mut [T],
-    /// The correct next id for each row.
+    /// The logits slot: `value[..N·V]` holds one row of `V` scores (`V` = the slot's width) per
+    /// token position. In [`Mode::Train`] the loss leaves the gradient of the mean loss with
+    /// respect to the logits in `grad[..N·V]`, where the backward box starts its sweep; it may use
+    /// `value` as scratch. In [`Mode::Eval`] both are left as they are.
+    ///
+    /// ([`CrossEntropy`] writes the gradient over the logits and then swaps the two buffers: no
+    /// second pass over the largest buffer of the model, and no data moved.)
+    pub logits: &'a mut Slot<T>,
+    /// The correct next id for each row (`N` of them).
     pub targets: &'a [u32],
 }
 
 /// What the loss writes, reused every cycle.
 #[derive(Clone, Debug, Default)]
-pub struct LossOutput<T> {
-    /// Sum over rows of `−log softmax(logits)[target]`, in `f64`.
+pub struct LossOutput {
+    /// Sum over rows of the per-row loss, in `f64`.
     pub nll_sum: f64,
     /// Rows whose arg-max equals the target.
     pub correct: usize,
     /// Rows scored (`N`).
     pub count: usize,
-    /// Per-row NLL scratch, so the sum is added in row order whatever the thread count.
-    row_nll: Vec<f64>,
-    /// Per-row correctness scratch.
-    row_correct: Vec<bool>,
-    vocab: usize,
-    _float: std::marker::PhantomData<T>,
+    /// Per-row loss of the last call (`[..count]`); sized by `prepare` for the longest window,
+    /// and summed in row order so that the sum is the same at any thread count.
+    pub row_loss: Vec<f64>,
+    /// Per-row arg-max hit of the last call (`[..count]`).
+    pub row_correct: Vec<bool>,
 }
 
-impl<T> LossOutput<T> {
+impl LossOutput {
+    /// Sizes the per-row buffers for windows of up to `rows` rows (what a loss's `prepare` does).
+    pub fn with_rows(rows: usize) -> Self {
+        LossOutput { row_loss: vec![0.0; rows], row_correct: vec![false; rows], ..Default::default() }
+    }
+
+    /// Sums the first `count` per-row results into `nll_sum` and `correct`, in row order.
+    pub fn total(&mut self, count: usize) {
+        self.nll_sum = self.row_loss[..count].iter().sum();
+        self.correct = self.row_correct[..count].iter().filter(|&&c| c).count();
+        self.count = count;
+    }
+
     /// Mean NLL over the rows of the last call.
     pub fn mean(&self) -> f64 {
         if self.count == 0 { 0.0 } else { self.nll_sum / self.count as f64 }
@@ -54,9 +68,9 @@ impl<T> LossOutput<T> {
 }
 
 /// The loss box's contract. A user type implementing it drops into the pipeline.
-pub trait Loss<T: Float>: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput<T>> {}
+pub trait Loss<T: Float>: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput> {}
 
-impl<T: Float, S> Loss<T> for S where S: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput<T>> {}
+impl<T: Float, S> Loss<T> for S where S: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput> {}
 
 /// Fused softmax cross-entropy, mean over tokens (PyTorch's default reduction).
 #[derive(Clone, Debug, Default)]
@@ -225,31 +239,37 @@ impl<T: Float> RowTask<T> {
 
 impl<T: Float> Stage for CrossEntropy<T> {
     type Input<'a> = LossInput<'a, T>;
-    type Output = LossOutput<T>;
+    type Output = LossOutput;
 
     fn name(&self) -> &str {
         "cross_entropy"
     }
 
-    fn prepare(&mut self, dims: &Dims, out: &mut LossOutput<T>) -> Result<()> {
+    fn prepare(&mut self, dims: &Dims, out: &mut LossOutput) -> Result<()> {
         if dims.vocab < 2 {
             return Err(Error::config("vectorizer", "cross-entropy needs a vocabulary of at least 2 ids"));
         }
-        let rows = dims.max_rows();
-        out.row_nll = vec![0.0; rows];
-        out.row_correct = vec![false; rows];
-        out.vocab = dims.vocab;
+        *out = LossOutput::with_rows(dims.max_rows());
         Ok(())
     }
 
-    fn run(&self, input: LossInput<'_, T>, out: &mut LossOutput<T>, cx: &Ctx) -> Result<()> {
-        let v = out.vocab;
+    fn run(&self, input: LossInput<'_, T>, out: &mut LossOutput, cx: &Ctx) -> Result<()> {
+        let slot = input.logits;
+        let v = slot.width;
         let n = input.targets.len();
-        if n == 0 || n > out.row_nll.len() || input.logits.len() < n * v {
+        let train = cx.mode == Mode::Train;
+        if v < 2 || n == 0 || n > out.row_loss.len() || slot.value.len() < n * v {
             return Err(Error::shape(
                 "cross_entropy input",
-                format!("1..={} rows of {v}", out.row_nll.len()),
-                (n, input.logits.len()),
+                format!("1..={} rows of at least 2 scores", out.row_loss.len()),
+                (n, v, slot.value.len()),
+            ));
+        }
+        if train && slot.grad.len() != slot.value.len() {
+            return Err(Error::shape(
+                format!("gradient of {}", slot.name),
+                slot.value.len(),
+                slot.grad.len(),
             ));
         }
         if let Some(pos) = input.targets.iter().position(|&t| t as usize >= v) {
@@ -258,10 +278,9 @@ impl<T: Float> Stage for CrossEntropy<T> {
                 format!("target id {} at row {pos} is outside the vocabulary of {v}", input.targets[pos]),
             ));
         }
-        let logits = &mut input.logits[..n * v];
+        let logits = &mut slot.value[..n * v];
         let scale = T::from_f64(1.0 / n as f64);
-        let train = cx.mode == Mode::Train;
-        let LossOutput { row_nll, row_correct, .. } = out;
+        let LossOutput { row_loss: row_nll, row_correct, .. } = out;
         let task = RowTask { vocab: v, train, scale };
         let chunk = LOSS_ROWS_PER_TASK;
         match cx.par {
@@ -273,10 +292,12 @@ impl<T: Float> Stage for CrossEntropy<T> {
                 .zip(input.targets.par_chunks(chunk))
                 .for_each(|(((x, nll), ok), t)| task.rows(x, nll, ok, t)),
         }
-        // Summed in row order: identical at any thread count.
-        out.nll_sum = out.row_nll[..n].iter().sum();
-        out.correct = out.row_correct[..n].iter().filter(|&&c| c).count();
-        out.count = n;
+        out.total(n);
+        if train {
+            // The gradient was written over the logits: hand it to the backward box by swapping
+            // the buffers (equal lengths, checked above), which moves no data.
+            std::mem::swap(&mut slot.value, &mut slot.grad);
+        }
         if !out.nll_sum.is_finite() {
             return Err(Error::Numeric {
                 stage: "cross_entropy".into(),
@@ -318,24 +339,36 @@ pub enum LossImpl<T> {
 }
 
 stagewise_core::delegate_stage!(impl[T: Float] Stage for LossImpl<T> { CrossEntropy }
-    input<'a> = LossInput<'a, T>; output = LossOutput<T>;);
+    input<'a> = LossInput<'a, T>; output = LossOutput;);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::{ProptestConfig, prop, prop_assert, proptest};
     use stagewise_core::Ctx;
+    use stagewise_kernels::memory::AlignedVec;
 
     /// Runs the loss on a copy of `logits`; returns the output and what became of the copy (the
     /// gradient in training mode, the logits unchanged in evaluation).
-    fn run_ce(logits: &[f64], targets: &[u32], v: usize, cx: &Ctx) -> (LossOutput<f64>, Vec<f64>) {
-        let dims = Dims { vocab: v, embed: 1, hidden: 1, batch: targets.len(), seq_len: 1, params: 0 };
+    fn run_ce(logits: &[f64], targets: &[u32], v: usize, cx: &Ctx) -> (LossOutput, Vec<f64>) {
+        let dims = Dims { vocab: v, batch: targets.len(), seq_len: 1, params: 0 };
         let mut out = LossOutput::default();
         let mut ce = CrossEntropy::new();
         Stage::prepare(&mut ce, &dims, &mut out).unwrap();
-        let mut buf = logits.to_vec();
-        ce.run(LossInput { logits: &mut buf, targets }, &mut out, cx).unwrap();
-        (out, buf)
+        let mut slot = logits_slot(logits, v);
+        ce.run(LossInput { logits: &mut slot, targets }, &mut out, cx).unwrap();
+        let after = if cx.mode == Mode::Train { slot.grad } else { slot.value };
+        (out, after.to_vec())
+    }
+
+    /// A logits slot holding `logits` (rows of `v`), with a gradient buffer.
+    fn logits_slot<T: Float>(logits: &[T], v: usize) -> Slot<T> {
+        Slot {
+            name: "logits".into(),
+            value: AlignedVec::from_slice(logits),
+            grad: AlignedVec::zeroed(logits.len()),
+            width: v,
+        }
     }
 
     fn naive_nll(x: &[f64], t: usize) -> f64 {
@@ -410,14 +443,15 @@ mod tests {
 
     #[test]
     fn a_nan_logit_anywhere_is_a_numeric_error() {
-        let dims = Dims { vocab: 20, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 0 };
+        let dims = Dims { vocab: 20, batch: 1, seq_len: 1, params: 0 };
         for mode in [Ctx::seq(), Ctx::seq().eval()] {
-            let mut out = LossOutput::<f32>::default();
-            let mut ce = CrossEntropy::new();
+            let mut out = LossOutput::default();
+            let mut ce = CrossEntropy::<f32>::new();
             Stage::prepare(&mut ce, &dims, &mut out).unwrap();
             let mut x = [0.5f32; 20];
             x[13] = f32::NAN;
-            let err = ce.run(LossInput { logits: &mut x, targets: &[2] }, &mut out, &mode).unwrap_err();
+            let mut slot = logits_slot(&x, 20);
+            let err = ce.run(LossInput { logits: &mut slot, targets: &[2] }, &mut out, &mode).unwrap_err();
             assert!(err.to_string().contains("numerical error"), "{err}");
         }
     }
@@ -432,15 +466,16 @@ mod tests {
     #[test]
     fn train_and_eval_report_the_same_loss_bit_for_bit() {
         let x: Vec<f32> = (0..3 * 37).map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.0).collect();
-        let dims = Dims { vocab: 37, embed: 1, hidden: 1, batch: 3, seq_len: 1, params: 0 };
-        let mut out = LossOutput::<f32>::default();
-        let mut ce = CrossEntropy::new();
+        let dims = Dims { vocab: 37, batch: 3, seq_len: 1, params: 0 };
+        let mut out = LossOutput::default();
+        let mut ce = CrossEntropy::<f32>::new();
         Stage::prepare(&mut ce, &dims, &mut out).unwrap();
         let targets = [0, 5, 36];
-        ce.run(LossInput { logits: &mut x.clone(), targets: &targets }, &mut out, &Ctx::seq()).unwrap();
+        let mut slot = logits_slot(&x, 37);
+        ce.run(LossInput { logits: &mut slot, targets: &targets }, &mut out, &Ctx::seq()).unwrap();
         let train = out.nll_sum;
-        ce.run(LossInput { logits: &mut x.clone(), targets: &targets }, &mut out, &Ctx::seq().eval())
-            .unwrap();
+        let mut slot = logits_slot(&x, 37);
+        ce.run(LossInput { logits: &mut slot, targets: &targets }, &mut out, &Ctx::seq().eval()).unwrap();
         assert_eq!(train.to_bits(), out.nll_sum.to_bits());
     }
 
@@ -461,12 +496,12 @@ mod tests {
 
     #[test]
     fn bad_target_is_an_error() {
-        let dims = Dims { vocab: 3, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 0 };
-        let mut out = LossOutput::<f32>::default();
-        let mut ce = CrossEntropy::new();
+        let dims = Dims { vocab: 3, batch: 1, seq_len: 1, params: 0 };
+        let mut out = LossOutput::default();
+        let mut ce = CrossEntropy::<f32>::new();
         Stage::prepare(&mut ce, &dims, &mut out).unwrap();
-        let err =
-            ce.run(LossInput { logits: &mut [0.0; 3], targets: &[7] }, &mut out, &Ctx::seq()).unwrap_err();
+        let mut slot = logits_slot(&[0.0; 3], 3);
+        let err = ce.run(LossInput { logits: &mut slot, targets: &[7] }, &mut out, &Ctx::seq()).unwrap_err();
         assert!(err.to_string().contains("target id 7"), "{err}");
     }
 }

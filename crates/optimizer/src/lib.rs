@@ -2,7 +2,8 @@
 //!
 //! # Brief overview
 //! - [`Optimizer`]: the box's contract, a [`Stage`] reading [`Update`] (params to change, grads to
-//!   follow) and keeping its state in an [`OptimizerState`] the caller owns (and checkpoints).
+//!   follow) and keeping its state in an [`OptimizerState`] the caller owns (and checkpoints):
+//!   the named buffers the optimizer declared in `prepare` (none for plain SGD, two for Adam).
 //! - [`Adam`] (`kind = "adam"`): PyTorch's `torch.optim.Adam` (β 0.9/0.999, ε 1e-8, bias
 //!   correction, no weight decay by default), one fused pass over the flat arena.
 //! - [`OptimizerConfig`] / [`OptimizerImpl`]: the config-file face and the run-time enum.
@@ -20,25 +21,75 @@ pub struct Update<'a, T: Float> {
     pub grads: &'a Grads<T>,
 }
 
-/// An optimizer's state: two moment buffers and the step count, all checkpointed.
+/// A handle to one buffer of an [`OptimizerState`], returned by [`OptimizerState::declare`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateId(usize);
+
+/// An optimizer's state: the buffers it declared in `prepare`, each named (PyTorch's names:
+/// `exp_avg`, `exp_avg_sq`, `momentum_buffer`) and laid out like the parameters, and the step
+/// count. Owned by the caller like every stage's output, and saved in checkpoints by name.
+///
+/// Plain SGD declares nothing, momentum one buffer, Adam two.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OptimizerState<T> {
-    /// First moment (Adam's `exp_avg`).
-    pub m: Moments<T>,
-    /// Second moment (Adam's `exp_avg_sq`).
-    pub v: Moments<T>,
+    layout: ParamLayout,
+    names: Vec<String>,
+    buffers: Vec<Moments<T>>,
     /// Updates applied so far.
     pub step: u64,
 }
 
 impl<T: Float> OptimizerState<T> {
-    /// Zero state for parameters of `layout`.
+    /// An empty state (no buffers, step 0) for parameters of `layout`.
     pub fn new(layout: &ParamLayout) -> Self {
-        OptimizerState {
-            m: Moments::zeros_with_layout(layout),
-            v: Moments::zeros_with_layout(layout),
-            step: 0,
+        OptimizerState { layout: layout.clone(), names: Vec::new(), buffers: Vec::new(), step: 0 }
+    }
+
+    /// Adds a zeroed buffer named `name` in the parameters' layout. Allocates: call it from
+    /// `prepare`. Fails on a name declared twice.
+    pub fn declare(&mut self, name: &str) -> Result<StateId> {
+        if self.names.iter().any(|n| n == name) {
+            return Err(Error::config("optimizer", format!("state buffer `{name}` declared twice")));
         }
+        self.names.push(name.to_owned());
+        self.buffers.push(Moments::zeros_with_layout(&self.layout));
+        Ok(StateId(self.buffers.len() - 1))
+    }
+
+    /// The parameters' layout the buffers follow.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// One buffer.
+    pub fn get(&self, id: StateId) -> &Moments<T> {
+        &self.buffers[id.0]
+    }
+
+    /// One buffer, writable.
+    pub fn get_mut(&mut self, id: StateId) -> &mut Moments<T> {
+        &mut self.buffers[id.0]
+    }
+
+    /// Several distinct buffers at once, writable (Adam updates both moments in one pass).
+    ///
+    /// # Panics
+    /// If two ids are equal: a wiring bug in the optimizer, not a data error.
+    pub fn get_disjoint_mut<const N: usize>(&mut self, ids: [StateId; N]) -> [&mut Moments<T>; N] {
+        match self.buffers.get_disjoint_mut(ids.map(|s| s.0)) {
+            Ok(b) => b,
+            Err(e) => panic!("OptimizerState::get_disjoint_mut({ids:?}): {e}"),
+        }
+    }
+
+    /// Finds a buffer by name.
+    pub fn find(&self, name: &str) -> Option<StateId> {
+        self.names.iter().position(|n| n == name).map(StateId)
+    }
+
+    /// Every buffer with its name, in declaration order (what a checkpoint saves).
+    pub fn buffers(&self) -> impl Iterator<Item = (&str, &Moments<T>)> {
+        self.names.iter().map(String::as_str).zip(&self.buffers)
     }
 }
 
@@ -65,13 +116,23 @@ pub struct Adam<T> {
     pub eps: f64,
     /// L2 penalty added to the gradient (PyTorch's `weight_decay`, not AdamW's).
     pub weight_decay: f64,
+    /// `(exp_avg, exp_avg_sq)`, once prepared.
+    moments: Option<(StateId, StateId)>,
     _float: std::marker::PhantomData<T>,
 }
 
 impl<T: Float> Adam<T> {
     /// PyTorch's defaults at learning rate `lr`.
     pub fn new(lr: f64) -> Self {
-        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, _float: std::marker::PhantomData }
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            moments: None,
+            _float: std::marker::PhantomData,
+        }
     }
 }
 
@@ -121,20 +182,19 @@ impl<T: Float> Stage for Adam<T> {
                 return Err(Error::config(field, format!("{value} is out of range")));
             }
         }
-        if state.m.as_slice().len() != dims.params || state.v.as_slice().len() != dims.params {
-            return Err(Error::shape("optimizer state", dims.params, state.m.as_slice().len()));
+        if state.layout().total() != dims.params {
+            return Err(Error::shape("optimizer state layout", dims.params, state.layout().total()));
         }
+        self.moments = Some((state.declare("exp_avg")?, state.declare("exp_avg_sq")?));
         Ok(())
     }
 
     fn run(&self, up: Update<'_, T>, state: &mut OptimizerState<T>, cx: &Ctx) -> Result<()> {
+        let (m_id, v_id) =
+            self.moments.ok_or_else(|| Error::config("optimizer", "stage \"adam\" run before prepare"))?;
         let n = up.params.as_slice().len();
-        if up.grads.as_slice().len() != n || state.m.as_slice().len() != n {
-            return Err(Error::shape(
-                "adam arenas",
-                n,
-                (up.grads.as_slice().len(), state.m.as_slice().len()),
-            ));
+        if up.grads.as_slice().len() != n || state.layout().total() != n {
+            return Err(Error::shape("adam arenas", n, (up.grads.as_slice().len(), state.layout().total())));
         }
         state.step += 1;
         let t = state.step as i32;
@@ -146,7 +206,8 @@ impl<T: Float> Stage for Adam<T> {
             (c(self.lr / bias1), c(1.0 / bias2_sqrt), c(self.eps), c(self.weight_decay));
         let step = AdamStep { b1, b2, one, step_size, inv_bias2_sqrt, eps, wd };
         let (p, g) = (up.params.as_mut_slice(), up.grads.as_slice());
-        let (m, v) = (state.m.as_mut_slice(), state.v.as_mut_slice());
+        let [m, v] = state.get_disjoint_mut([m_id, v_id]);
+        let (m, v) = (m.as_mut_slice(), v.as_mut_slice());
         match cx.par {
             Par::Seq => step.apply(p, g, m, v),
             Par::Rayon(_) => p
@@ -214,7 +275,7 @@ impl OptimizerConfig {
     pub fn build<T: Float>(&self) -> OptimizerImpl<T> {
         match *self {
             OptimizerConfig::Adam { lr, beta1, beta2, eps, weight_decay } => {
-                OptimizerImpl::Adam(Adam { lr, beta1, beta2, eps, weight_decay, ..Adam::new(lr) })
+                OptimizerImpl::Adam(Adam { beta1, beta2, eps, weight_decay, ..Adam::new(lr) })
             }
         }
     }
@@ -252,6 +313,17 @@ mod tests {
         (params, grads, state)
     }
 
+    fn dims(params: usize) -> Dims {
+        Dims { vocab: 2, batch: 1, seq_len: 1, params }
+    }
+
+    /// Adam at `lr`, prepared on `state` (which gets its two moments).
+    fn prepared(lr: f64, state: &mut OptimizerState<f64>) -> Adam<f64> {
+        let mut adam = Adam::new(lr);
+        adam.prepare(&dims(state.layout().total()), state).unwrap();
+        adam
+    }
+
     #[test]
     fn matches_a_hand_computed_step() {
         // Step 1 with g = 0.5, p = 1, lr = 0.1:
@@ -259,10 +331,10 @@ mod tests {
         // m̂ = 0.05 / 0.1 = 0.5; v̂ = 0.00025 / 0.001 = 0.25; p = 1 − 0.1 * 0.5 / (0.5 + 1e-8) = 0.9 + 2e-9.
         // Step 2 with g = −1: m = 0.9*0.05 − 0.1 = −0.055; v = 0.999*0.00025 + 0.001 = 0.00124975;
         // m̂ = −0.055 / 0.19; v̂ = 0.00124975 / (1 − 0.999²) = 0.00124975 / 0.001999.
-        let mut adam = Adam::new(0.1);
         let (mut p, g, mut s) = arenas(&[1.0], &[0.5]);
-        let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 1 };
-        adam.prepare(&dims, &mut s).unwrap();
+        let adam = prepared(0.1, &mut s);
+        let names: Vec<&str> = s.buffers().map(|(name, _)| name).collect();
+        assert_eq!(names, ["exp_avg", "exp_avg_sq"], "PyTorch's names for Adam's state");
         adam.run(Update { params: &mut p, grads: &g }, &mut s, &Ctx::seq()).unwrap();
         let p1 = 1.0 - 0.1 * 0.5 / (0.5 + 1e-8);
         assert!((p.as_slice()[0] - p1).abs() < 1e-15);
@@ -284,7 +356,7 @@ mod tests {
         ) {
             let g = &g[..p.len()];
             let (mut params, grads, mut state) = arenas(&p, g);
-            Adam::new(1e-3).run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
+            prepared(1e-3, &mut state).run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
             for ((new, old), g) in params.as_slice().iter().zip(&p).zip(g) {
                 prop_assert!(new.is_finite());
                 let expected = -1e-3 * g / (g.abs() + 1e-8);
@@ -298,7 +370,8 @@ mod tests {
             let g: Vec<f64> = (0..p.len()).map(|_| rng.normal()).collect();
             let (mut pa, ga, mut sa) = arenas(&p, &g);
             let (mut pb, gb, mut sb) = arenas(&p, &g);
-            let adam = Adam::new(1e-3);
+            let adam = prepared(1e-3, &mut sa);
+            prepared(1e-3, &mut sb);
             for _ in 0..3 {
                 adam.run(Update { params: &mut pa, grads: &ga }, &mut sa, &Ctx::seq()).unwrap();
                 adam.run(Update { params: &mut pb, grads: &gb }, &mut sb, &Ctx { par: Par::rayon(2), ..Ctx::seq() }).unwrap();
@@ -309,10 +382,11 @@ mod tests {
 
     #[test]
     fn bad_hyperparameters_are_config_errors() {
-        let (_, _, mut s) = arenas(&[1.0], &[1.0]);
-        let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 1 };
-        let err = Adam::<f64>::new(-1.0).prepare(&dims, &mut s).unwrap_err().to_string();
+        let (mut p, g, mut s) = arenas(&[1.0], &[1.0]);
+        let err = Adam::<f64>::new(-1.0).prepare(&dims(1), &mut s).unwrap_err().to_string();
         assert!(err.contains("optimizer.lr"), "{err}");
+        let err = Adam::<f64>::new(0.1).run(Update { params: &mut p, grads: &g }, &mut s, &Ctx::seq());
+        assert!(err.unwrap_err().to_string().contains("before prepare"));
         let c: std::result::Result<OptimizerConfig, _> =
             serde_json::from_str(r#"{"kind":"adam","learning_rate":0.1}"#);
         assert!(c.is_err());

@@ -1,240 +1,159 @@
-//! A user-defined box plugged into the pipeline: plain SGD (`p ← p − lr·g`) as the update stage.
+//! Your own update box: SGD with momentum, as PyTorch's `torch.optim.SGD(momentum=μ)` computes it,
+//! trained through the same run as the built-ins.
 //!
-//! `Sgd` is an ordinary type implementing [`Stage`] with `Input<'a> = Update<'a, f32>` and
-//! `Output = OptimizerState<f32>`, which makes it a `stagewise_optimizer::Optimizer<f32>` through
-//! that crate's blanket impl. It takes the place of the config-built Adam in
-//! [`Model::new`]; every other box is built from the (default) config. The program trains the model
-//! for a few hundred windows on a small synthetic, repetitive text made here, and compares the
-//! test loss before and after.
+//! `MomentumSgd` is an ordinary type implementing [`Stage`] with `Input<'a> = Update<'a, f32>`
+//! and `Output = OptimizerState<f32>`, which makes it a `stagewise_optimizer::Optimizer<f32>`.
+//! In `prepare` it declares the one state buffer it needs, `momentum_buffer` (PyTorch's name);
+//! the checkpoint then stores that buffer by name. Every other box comes from the config.
 //!
 //! ```sh
-//! cargo run -p stagewise-pipeline --release --example custom_optimizer   # exits 1 if the loss did not fall
-//! cargo test -p stagewise-pipeline --example custom_optimizer            # the same check as a #[test]
+//! cargo run --release -p stagewise-pipeline --example custom_optimizer -- --max-windows 50 --out runs/sgd
 //! ```
 //!
-//! See docs/write-your-own-stage.md.
+//! It takes every flag of `cargo xtask train` and writes the same files (`metrics.jsonl`,
+//! `vocab.json`, `model.ckpt`). See docs/write-your-own-stage.md.
 
-use stagewise_backward::BackwardImpl;
-use stagewise_core::{Ctx, Dims, Error, Result, Rng, Stage};
-use stagewise_embedding::{EmbeddingConfig, EmbeddingImpl};
-use stagewise_forward::{ForwardConfig, ForwardImpl};
-use stagewise_loss::LossImpl;
-use stagewise_optimizer::{OptimizerState, Update};
-use stagewise_pipeline::data::{Batched, split_tokens};
-use stagewise_pipeline::{Config, Model};
-use stagewise_tokenizer::Tokenizer;
-use stagewise_vectorizer::Vectorizer;
+use clap::Parser;
+use rayon::prelude::*;
+use stagewise_core::{Ctx, Dims, Error, Par, Result, Stage};
+use stagewise_optimizer::{OptimizerState, StateId, Update};
+use stagewise_pipeline::Model;
+use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command};
 use std::process::ExitCode;
 
-/// Plain stochastic gradient descent over the whole parameter arena: `p ← p − lr·g`.
-///
-/// It keeps no moments: of the [`OptimizerState`] the pipeline hands it, only `step` is used.
-#[derive(Clone, Copy, Debug)]
-pub struct Sgd {
+#[cfg(test)]
+mod common;
+
+/// SGD with momentum μ: `b ← μ·b + g` (`b ← g` at the first step), `p ← p − lr·b`, over the whole
+/// parameter arena in one pass.
+#[derive(Clone, Debug)]
+pub struct MomentumSgd {
     /// Learning rate.
     pub lr: f32,
+    /// Momentum μ in `[0, 1)`.
+    pub momentum: f32,
+    /// The `momentum_buffer` this optimizer declared, once prepared.
+    buffer: Option<StateId>,
 }
 
-impl Stage for Sgd {
+impl MomentumSgd {
+    /// The optimizer at learning rate `lr` and momentum `momentum`.
+    pub fn new(lr: f32, momentum: f32) -> Self {
+        MomentumSgd { lr, momentum, buffer: None }
+    }
+}
+
+/// Elements per parallel task: any fixed size keeps the result independent of the thread count
+/// (each element's update is independent of the others).
+const CHUNK: usize = 1 << 14;
+
+impl Stage for MomentumSgd {
     type Input<'a> = Update<'a, f32>;
     type Output = OptimizerState<f32>;
 
     fn name(&self) -> &str {
-        "sgd"
+        "momentum_sgd"
     }
 
-    /// Checks the learning rate and that the state matches the model's parameter count. The
-    /// state's moment buffers are sized by `Model::new` (they are part of the box's `Output`
-    /// type); SGD leaves them untouched.
+    /// Checks the settings and declares the one buffer momentum needs.
     fn prepare(&mut self, dims: &Dims, state: &mut OptimizerState<f32>) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::config("optimizer.lr", format!("{} is out of range", self.lr)));
         }
-        if state.m.as_slice().len() != dims.params {
-            return Err(Error::shape("optimizer state", dims.params, state.m.as_slice().len()));
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::config("optimizer.momentum", format!("{} is not in [0, 1)", self.momentum)));
         }
+        if state.layout().total() != dims.params {
+            return Err(Error::shape("optimizer state", dims.params, state.layout().total()));
+        }
+        self.buffer = Some(state.declare("momentum_buffer")?);
         Ok(())
     }
 
     /// One fused pass over the arena; allocates nothing.
-    fn run(&self, up: Update<'_, f32>, state: &mut OptimizerState<f32>, _cx: &Ctx) -> Result<()> {
-        let grads = up.grads.as_slice();
-        let params = up.params.as_mut_slice();
-        if params.len() != grads.len() {
-            return Err(Error::shape("sgd arenas", params.len(), grads.len()));
+    fn run(&self, up: Update<'_, f32>, state: &mut OptimizerState<f32>, cx: &Ctx) -> Result<()> {
+        let id = self.buffer.ok_or_else(|| Error::config("optimizer", "momentum_sgd run before prepare"))?;
+        let first = state.step == 0;
+        let (lr, mu) = (self.lr, self.momentum);
+        let step = |(p, (g, b)): (&mut [f32], (&[f32], &mut [f32]))| {
+            for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+                *b = if first { g } else { mu * *b + g };
+                *p -= lr * *b;
+            }
+        };
+        let (p, g, b) = (up.params.as_mut_slice(), up.grads.as_slice(), state.get_mut(id).as_mut_slice());
+        if p.len() != g.len() || p.len() != b.len() {
+            return Err(Error::shape("momentum_sgd arenas", p.len(), (g.len(), b.len())));
         }
-        for (p, &g) in params.iter_mut().zip(grads) {
-            *p -= self.lr * g;
+        match cx.par {
+            Par::Seq => step((p, (g, b))),
+            Par::Rayon(_) => {
+                p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(b.par_chunks_mut(CHUNK))).for_each(step)
+            }
         }
         state.step += 1;
         Ok(())
     }
 }
 
-/// Compile-time proof that `Sgd` satisfies the update box's contract.
-const _: () = {
-    const fn is_optimizer<O: stagewise_optimizer::Optimizer<f32>>() {}
-    is_optimizer::<Sgd>()
-};
-
-/// The model with every box from the config except the optimizer.
-type SgdModel = Model<f32, EmbeddingImpl<f32>, ForwardImpl<f32>, LossImpl<f32>, BackwardImpl<f32>, Sgd>;
-
-/// Parallel streams B and window length T of this small run.
-const BATCH: usize = 8;
-const BPTT: usize = 16;
-/// Training windows (a few passes over the synthetic training split).
-const WINDOWS: usize = 300;
-/// How far (in nats per token) the test loss must fall for the run to count as learning.
-const REQUIRED_DROP: f64 = 1.0;
-
-/// `sentences` sentences of a tiny grammar, "the {cat|dog|bird} {sat on|ran to|looked at} the
-/// {mat|door|tree} .", chosen with a seeded generator: repetitive, so a model can learn it, and
-/// with 3·ln 3 / 7 ≈ 0.47 nats per token of irreducible uncertainty (three free choices per
-/// seven-token sentence).
-fn synthetic_text(sentences: usize, seed: u64) -> String {
-    const SUBJECTS: [&str; 3] = ["cat", "dog", "bird"];
-    const VERBS: [&str; 3] = ["sat on", "ran to", "looked at"];
-    const OBJECTS: [&str; 3] = ["mat", "door", "tree"];
-    let mut rng = Rng::new(seed);
-    let mut pick = |words: &[&'static str; 3]| words[rng.below(3) as usize];
-    let mut text = String::new();
-    for _ in 0..sentences {
-        let (s, v, o) = (pick(&SUBJECTS), pick(&VERBS), pick(&OBJECTS));
-        text.push_str(&format!("The {s} {v} the {o} .\n"));
-    }
-    text
+/// The flags of `cargo xtask train`.
+#[derive(Parser)]
+#[command(about = "Train with SGD with momentum (a user-defined update box) in place of Adam.")]
+struct Args {
+    #[command(flatten)]
+    train: TrainArgs,
+    /// Learning rate of the SGD.
+    #[arg(long = "sgd-lr", default_value_t = 0.1)]
+    sgd_lr: f32,
 }
 
-/// Mean NLL per target over the whole split, state zeroed first (the evaluation protocol).
-fn test_loss(model: &mut SgdModel, split: &Batched) -> Result<f64> {
-    let cx = Ctx::seq().eval();
-    model.reset_state();
-    let (mut nll, mut count) = (0.0, 0usize);
-    for w in split.windows(BPTT) {
-        model.eval_window(w, &cx)?;
-        nll += model.loss_out.nll_sum;
-        count += model.loss_out.count;
-    }
-    Ok(nll / count.max(1) as f64)
-}
-
-/// What one run measured.
-#[derive(Clone, Copy, Debug)]
-struct Outcome {
-    /// Vocabulary size V.
-    vocab: usize,
-    /// Training windows run.
-    windows: usize,
-    /// Test loss of the freshly initialised model.
-    before: f64,
-    /// Test loss after training.
-    after: f64,
-}
-
-/// Builds the model around `Sgd`, trains it for `windows` windows and measures the test loss
-/// before and after.
-fn run(windows: usize) -> Result<Outcome> {
-    // The default (seed) config with a smaller embedding and LSTM for this tiny vocabulary.
-    let config = Config {
-        embedding: EmbeddingConfig::Table { dim: 16 },
-        forward: ForwardConfig::Lstm { hidden: 32 },
-        ..Config::default()
-    };
-    let seed = config.train.seed;
-
-    // text -> tokens -> (train, test) -> vocabulary fitted on train -> ids -> B streams.
-    let text = synthetic_text(2_000, 7);
-    let tokens = config.tokenizer.build()?.tokenize(&text)?;
-    let (train, test) = split_tokens(&tokens, config.data.test_fraction);
-    let vectorizer = config.vectorizer.fit(train)?;
-    let train_split = Batched::new(&vectorizer.vectorize(train)?, BATCH, "train split")?;
-    let test_split = Batched::new(&vectorizer.vectorize(test)?, BATCH, "test split")?;
-
-    let dims = Dims {
-        vocab: vectorizer.vocab_size(),
-        embed: config.embedding.dim(),
-        hidden: config.forward.hidden(),
-        batch: BATCH,
-        seq_len: BPTT,
-        params: 0, // filled in by Model::new
-    };
-    let mut model: SgdModel = Model::new(
-        dims,
-        config.embedding.build(seed),
-        ForwardImpl::from_config(&config.forward, seed)?,
-        config.loss.build(),
-        config.backward.build(),
-        Sgd { lr: 1.0 },
-    )?;
-
-    let before = test_loss(&mut model, &test_split)?;
-    let cx = Ctx::seq();
-    let mut done = 0;
-    while done < windows {
-        // An epoch: state zeroed, then carried across windows (truncated BPTT).
-        model.reset_state();
-        for w in train_split.windows(BPTT).take(windows - done) {
-            model.train_window(w, &cx)?;
-            done += 1;
-        }
-    }
-    let after = test_loss(&mut model, &test_split)?;
-    Ok(Outcome { vocab: dims.vocab, windows: done, before, after })
-}
-
-/// `true` if the test loss fell by at least [`REQUIRED_DROP`].
-fn learned(o: &Outcome) -> bool {
-    o.after.is_finite() && o.after <= o.before - REQUIRED_DROP
+fn run(args: &Args) -> Result<()> {
+    let sgd = MomentumSgd::new(args.sgd_lr, 0.9);
+    train_command(&args.train, |config| Ok(Model::<f32>::builder(config)?.optimizer(sgd))).map(|_| ())
 }
 
 #[cfg_attr(test, allow(dead_code))]
 fn main() -> ExitCode {
-    match run(WINDOWS) {
-        Ok(o) => {
-            println!("optimizer: sgd (a user type), vocabulary {}, {} training windows", o.vocab, o.windows);
-            println!("test loss before: {:.4}", o.before);
-            println!("test loss after:  {:.4}", o.after);
-            if learned(&o) {
-                println!("ok: the loss fell by {:.4} nats per token", o.before - o.after);
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("FAILED: the loss did not fall by at least {REQUIRED_DROP} nats per token");
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run(&Args::parse()).map(|()| true))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stagewise_core::{Grads, Params};
 
     #[test]
-    fn sgd_learns() {
-        let o = run(WINDOWS).unwrap();
-        assert_eq!(o.windows, WINDOWS);
-        assert!(learned(&o), "test loss {} -> {}", o.before, o.after);
+    fn trains_through_the_common_run_and_checkpoints_its_buffer() {
+        let scratch = common::Scratch::new("optimizer");
+        let args = scratch.args(6, Args::parse_from);
+        run(&args).unwrap();
+        let ck = scratch.check_run(2, ["table", "lstm", "cross_entropy", "reverse", "momentum_sgd"]);
+        let names: Vec<&str> = ck.optimizer_state.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["momentum_buffer"]);
+        assert_eq!(ck.step, 12);
     }
 
     #[test]
-    fn sgd_step_is_p_minus_lr_g() {
-        let mut params = stagewise_core::Params::<f32>::new();
+    fn steps_follow_pytorch() {
+        let mut params = Params::<f32>::new();
         let id = params.declare("w", &[3]).unwrap();
         params.get_mut(id).copy_from_slice(&[1.0, -2.0, 0.5]);
-        let mut grads = stagewise_core::Grads::zeros_with_layout(params.layout());
+        let mut grads = Grads::zeros_with_layout(params.layout());
         grads.as_mut_slice().copy_from_slice(&[0.5, 1.0, -4.0]);
         let mut state = OptimizerState::new(params.layout());
-        let mut sgd = Sgd { lr: 0.25 };
-        let dims = Dims { vocab: 2, embed: 1, hidden: 1, batch: 1, seq_len: 1, params: 3 };
-        sgd.prepare(&dims, &mut state).unwrap();
+        let mut sgd = MomentumSgd::new(0.25, 0.5);
+        sgd.prepare(&Dims { vocab: 2, batch: 1, seq_len: 1, params: 3 }, &mut state).unwrap();
+        // Step 1: b = g; p = p − 0.25·g.
         sgd.run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
         assert_eq!(params.as_slice(), &[0.875, -2.25, 1.5]);
-        assert_eq!(state.step, 1);
-        assert!(Sgd { lr: 0.0 }.prepare(&dims, &mut state).is_err());
+        // Step 2: b = 0.5·g + g = 1.5·g; p −= 0.25·1.5·g.
+        sgd.run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
+        assert_eq!(params.as_slice(), &[0.6875, -2.625, 3.0]);
+        assert_eq!(state.step, 2);
+        assert!(
+            MomentumSgd::new(0.0, 0.9)
+                .prepare(&Dims { vocab: 2, batch: 1, seq_len: 1, params: 3 }, &mut state)
+                .is_err()
+        );
     }
 }

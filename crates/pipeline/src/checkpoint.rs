@@ -1,21 +1,39 @@
 //! Checkpoints: a versioned header with a magic number and a SHA-256 checksum, then a bincode body
-//! with the config text, the parameter layout, parameters, Adam moments, step and vocabulary.
+//! with the config text, the names of the boxes, the parameter layout, parameters, the
+//! optimizer's named state buffers, step and vocabulary.
 //!
-//! Written atomically (temporary file, `fsync`, rename), so a crash mid-write never destroys the
-//! previous checkpoint, and verified on load, so a truncated or corrupted file is an error naming
-//! the file rather than silently wrong weights.
+//! Written atomically ([`stagewise_core::write_atomically`]), so a crash mid-write never
+//! destroys the previous checkpoint, and verified on load, so a truncated or corrupted file is an
+//! error naming the file rather than silently wrong weights. Any model can be saved and restored
+//! ([`Checkpoint::of_model`], [`Checkpoint::restore`]): the state is matched by name, whatever
+//! boxes the model is made of.
 
+use crate::model::Model;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use stagewise_backward::Backward;
 use stagewise_core::{Error, ParamLayout, Result};
-use std::io::Write;
+use stagewise_embedding::Embedding;
+use stagewise_forward::Forward;
+use stagewise_loss::Loss;
+use stagewise_optimizer::Optimizer;
 use std::path::Path;
 
 /// First bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"STGWCKPT";
-/// Format version; bumped on any incompatible change of [`Checkpoint`].
-pub const VERSION: u32 = 1;
+/// Format version; bumped on any incompatible change of [`Checkpoint`]. Version 1 files (Adam's
+/// moments in fixed fields) are still read.
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;
+
+/// One buffer of the optimizer's state, in the parameters' layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateBuffer {
+    /// The name the optimizer declared it with (`exp_avg`, `exp_avg_sq`, `momentum_buffer`, ...).
+    pub name: String,
+    /// Values, flat in layout order.
+    pub values: Vec<f32>,
+}
 
 /// Everything needed to resume training or to generate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,14 +42,15 @@ pub struct Checkpoint {
     pub config_toml: String,
     /// The vocabulary as its JSON file text.
     pub vocab_json: String,
+    /// The names of the boxes that made it, in cycle order: embed, forward, loss, backward,
+    /// update (e.g. `table`, `lstm`, `cross_entropy`, `reverse`, `adam`).
+    pub stages: Vec<String>,
     /// Names, shapes and offsets of the parameters (PyTorch names).
     pub layout: ParamLayout,
     /// Parameters, flat in layout order.
     pub params: Vec<f32>,
-    /// Adam's first moment, same layout.
-    pub moment1: Vec<f32>,
-    /// Adam's second moment, same layout.
-    pub moment2: Vec<f32>,
+    /// The optimizer's state, buffer by buffer, as it declared them (none for plain SGD).
+    pub optimizer_state: Vec<StateBuffer>,
     /// Optimizer steps taken.
     pub step: u64,
     /// Epochs completed.
@@ -40,11 +59,141 @@ pub struct Checkpoint {
     pub seed: u64,
 }
 
+/// The body of a version 1 file: Adam's two moments in fixed fields, no box names.
+#[derive(Deserialize)]
+struct CheckpointV1 {
+    config_toml: String,
+    vocab_json: String,
+    layout: ParamLayout,
+    params: Vec<f32>,
+    moment1: Vec<f32>,
+    moment2: Vec<f32>,
+    step: u64,
+    epoch: u64,
+    seed: u64,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    /// Version 1 could only hold the built-in boxes, with Adam's moments.
+    fn from(v1: CheckpointV1) -> Self {
+        Checkpoint {
+            config_toml: v1.config_toml,
+            vocab_json: v1.vocab_json,
+            stages: ["table", "lstm", "cross_entropy", "reverse", "adam"].map(String::from).to_vec(),
+            layout: v1.layout,
+            params: v1.params,
+            optimizer_state: vec![
+                StateBuffer { name: "exp_avg".into(), values: v1.moment1 },
+                StateBuffer { name: "exp_avg_sq".into(), values: v1.moment2 },
+            ],
+            step: v1.step,
+            epoch: v1.epoch,
+            seed: v1.seed,
+        }
+    }
+}
+
 fn corrupt(path: &Path, message: impl Into<String>) -> Error {
     Error::Checkpoint { path: path.to_path_buf(), message: message.into() }
 }
 
 impl Checkpoint {
+    /// The state of `model` (parameters, the optimizer's buffers and step, the boxes' names),
+    /// with the config and vocabulary that go with it.
+    pub fn of_model<E, F, L, B, O>(
+        model: &Model<f32, E, F, L, B, O>,
+        config_toml: String,
+        vocab_json: String,
+        epoch: u64,
+        seed: u64,
+    ) -> Self
+    where
+        E: Embedding<f32>,
+        F: Forward<f32>,
+        L: Loss<f32>,
+        B: Backward<f32>,
+        O: Optimizer<f32>,
+    {
+        let optimizer_state = model
+            .opt_state
+            .buffers()
+            .map(|(name, buf)| StateBuffer { name: name.to_owned(), values: buf.as_slice().to_vec() })
+            .collect();
+        Checkpoint {
+            config_toml,
+            vocab_json,
+            stages: model.stage_names().to_vec(),
+            layout: model.tape.params.layout().clone(),
+            params: model.tape.params.as_slice().to_vec(),
+            optimizer_state,
+            step: model.opt_state.step,
+            epoch,
+            seed,
+        }
+    }
+
+    /// Loads this checkpoint's parameters into `model` and, with `with_optimizer`, its
+    /// optimizer's state and step (to continue training). `path` names the file in errors.
+    ///
+    /// Fails, leaving `model` unchanged, if the parameter layouts differ (another model), or with
+    /// `with_optimizer` if the buffers the model's optimizer declared are not exactly those
+    /// saved (another optimizer).
+    pub fn restore<E, F, L, B, O>(
+        &self,
+        model: &mut Model<f32, E, F, L, B, O>,
+        with_optimizer: bool,
+        path: &Path,
+    ) -> Result<()>
+    where
+        E: Embedding<f32>,
+        F: Forward<f32>,
+        L: Loss<f32>,
+        B: Backward<f32>,
+        O: Optimizer<f32>,
+    {
+        if model.tape.params.layout() != &self.layout {
+            return Err(corrupt(path, self.layout_mismatch(model.tape.params.layout())));
+        }
+        if with_optimizer {
+            let saved: Vec<&str> = self.optimizer_state.iter().map(|b| b.name.as_str()).collect();
+            let declared: Vec<&str> = model.opt_state.buffers().map(|(name, _)| name).collect();
+            if saved != declared {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "optimizer state {saved:?} (saved by `{}`) does not fit optimizer `{}`, which keeps {declared:?}",
+                        self.stages.get(4).map_or("?", String::as_str),
+                        model.optimizer.name()
+                    ),
+                ));
+            }
+            for buf in &self.optimizer_state {
+                if let Some(id) = model.opt_state.find(&buf.name) {
+                    model.opt_state.get_mut(id).as_mut_slice().copy_from_slice(&buf.values);
+                }
+            }
+            model.opt_state.step = self.step;
+        }
+        model.tape.params.as_mut_slice().copy_from_slice(&self.params);
+        Ok(())
+    }
+
+    /// What differs between the saved layout and `ours`, for an error message: the first
+    /// differing tensor, or the counts.
+    fn layout_mismatch(&self, ours: &ParamLayout) -> String {
+        let (saved, mine) = (self.layout.entries(), ours.entries());
+        let made_by = self.stages.get(..2).map(|s| s.join(" + ")).unwrap_or_default();
+        for (a, b) in saved.iter().zip(mine) {
+            if a.name != b.name || a.shape != b.shape {
+                return format!(
+                    "made by `{made_by}` with parameter {} {:?} where this model has {} {:?}",
+                    a.name, a.shape, b.name, b.shape
+                );
+            }
+        }
+        format!("made by `{made_by}` with {} parameter tensors, this model has {}", saved.len(), mine.len())
+    }
+
     /// Serialises to bytes: header (magic, version, body length, SHA-256 of the body) + body.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
@@ -64,36 +213,49 @@ impl Checkpoint {
             return Err(corrupt(path, "not a Stagewise checkpoint (bad magic number)"));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != VERSION {
+        if version != VERSION && version != 1 {
             return Err(corrupt(
                 path,
-                format!("checkpoint format version {version}, this build reads {VERSION}"),
+                format!("checkpoint format version {version}, this build reads 1 and {VERSION}"),
             ));
         }
         let mut len = [0u8; 8];
         len.copy_from_slice(&bytes[12..20]);
-        let len = u64::from_le_bytes(len) as usize;
+        let len = u64::from_le_bytes(len);
         let body = &bytes[HEADER_LEN..];
-        if body.len() != len {
+        if body.len() as u64 != len {
             return Err(corrupt(path, format!("truncated: body is {} bytes, header says {len}", body.len())));
         }
         if Sha256::digest(body).as_slice() != &bytes[20..52] {
             return Err(corrupt(path, "checksum mismatch: the file is corrupted"));
         }
-        let (ck, _): (Checkpoint, usize) =
-            bincode::serde::decode_from_slice(body, bincode::config::standard())
-                .map_err(|e| corrupt(path, format!("cannot decode: {e}")))?;
+        let decode_error = |e: bincode::error::DecodeError| corrupt(path, format!("cannot decode: {e}"));
+        let ck: Checkpoint = if version == 1 {
+            let (v1, _): (CheckpointV1, usize) =
+                bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(decode_error)?;
+            v1.into()
+        } else {
+            bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(decode_error)?.0
+        };
         let n = ck.layout.total();
-        if ck.params.len() != n || ck.moment1.len() != n || ck.moment2.len() != n {
-            return Err(corrupt(path, format!("layout has {n} parameters but the arenas disagree")));
+        if ck.params.len() != n {
+            return Err(corrupt(
+                path,
+                format!("layout has {n} parameters but {} are stored", ck.params.len()),
+            ));
+        }
+        if let Some(b) = ck.optimizer_state.iter().find(|b| b.values.len() != n) {
+            return Err(corrupt(
+                path,
+                format!("optimizer state `{}` has {} values, expected {n}", b.name, b.values.len()),
+            ));
         }
         Ok(ck)
     }
 
-    /// Writes atomically: a temporary file in the same directory, flushed to disk, then renamed
-    /// over `path`. An existing checkpoint survives any failure before the rename.
+    /// Writes atomically (see the module docs). An existing checkpoint survives any failure.
     pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomically(path, &self.to_bytes()?)
+        stagewise_core::write_atomically(path, &self.to_bytes()?).map_err(|e| Error::io(path, e))
     }
 
     /// Reads and verifies a checkpoint.
@@ -101,21 +263,6 @@ impl Checkpoint {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::from_bytes(&bytes, path)
     }
-}
-
-/// Writes `bytes` to `path` via a temporary sibling file and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        std::fs::remove_file(&tmp).ok();
-        Error::io(path, e)
-    })
 }
 
 #[cfg(test)]
@@ -129,10 +276,10 @@ mod tests {
         Checkpoint {
             config_toml: "[train]\n".into(),
             vocab_json: "{}".into(),
+            stages: ["table", "lstm", "cross_entropy", "reverse", "sgd"].map(String::from).to_vec(),
             layout: p.layout().clone(),
             params: vec![1.0, 2.0, 3.0],
-            moment1: vec![0.1; 3],
-            moment2: vec![0.2; 3],
+            optimizer_state: vec![StateBuffer { name: "momentum_buffer".into(), values: vec![0.1; 3] }],
             step: 7,
             epoch: 1,
             seed: 5,
@@ -169,5 +316,46 @@ mod tests {
         assert!(err.contains("x.ckpt"), "{err}");
         assert_eq!(Checkpoint::load(&path).unwrap(), sample());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A version 1 file (Adam's moments in fixed fields) still loads, its moments under Adam's
+    /// names and the built-in boxes as its makers.
+    #[test]
+    fn version_1_files_still_load() {
+        #[derive(Serialize)]
+        struct V1 {
+            config_toml: String,
+            vocab_json: String,
+            layout: ParamLayout,
+            params: Vec<f32>,
+            moment1: Vec<f32>,
+            moment2: Vec<f32>,
+            step: u64,
+            epoch: u64,
+            seed: u64,
+        }
+        let new = sample();
+        let old = V1 {
+            config_toml: new.config_toml.clone(),
+            vocab_json: new.vocab_json.clone(),
+            layout: new.layout.clone(),
+            params: new.params.clone(),
+            moment1: vec![0.5; 3],
+            moment2: vec![0.25; 3],
+            step: 7,
+            epoch: 1,
+            seed: 5,
+        };
+        let body = bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&Sha256::digest(&body));
+        bytes.extend_from_slice(&body);
+        let ck = Checkpoint::from_bytes(&bytes, Path::new("old.ckpt")).unwrap();
+        assert_eq!(ck.stages, ["table", "lstm", "cross_entropy", "reverse", "adam"]);
+        assert_eq!(ck.optimizer_state[0], StateBuffer { name: "exp_avg".into(), values: vec![0.5; 3] });
+        assert_eq!(ck.optimizer_state[1], StateBuffer { name: "exp_avg_sq".into(), values: vec![0.25; 3] });
+        assert_eq!((ck.params, ck.step, ck.epoch, ck.seed), (new.params, 7, 1, 5));
     }
 }

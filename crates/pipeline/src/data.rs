@@ -19,11 +19,15 @@ pub fn read_corpus(path: &Path) -> Result<String> {
     Ok(text)
 }
 
-/// Splits a token stream into (train, test): the last `floor(n * test_fraction)` tokens are the
-/// test split, the rest train.
+/// How many of `n` tokens the test split takes: the last `floor(n * test_fraction)`.
+pub fn test_count(n: usize, test_fraction: f64) -> usize {
+    ((n as f64 * test_fraction).floor() as usize).min(n)
+}
+
+/// Splits a token stream into (train, test): the last [`test_count`] tokens are the test split,
+/// the rest train.
 pub fn split_tokens<T>(tokens: &[T], test_fraction: f64) -> (&[T], &[T]) {
-    let n_test = (tokens.len() as f64 * test_fraction).floor() as usize;
-    tokens.split_at(tokens.len() - n_test)
+    tokens.split_at(tokens.len() - test_count(tokens.len(), test_fraction))
 }
 
 /// A token stream cut into `batch` contiguous streams, stored time-major: element `t * batch + b`

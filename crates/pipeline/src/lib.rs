@@ -7,15 +7,17 @@
 //! - [`data`]: corpus reading, the train/test split, batching into streams and BPTT windows, and
 //!   the unigram baseline.
 //! - [`model`]: [`Model`](model::Model), the cycle `embed -> forward -> loss -> backward -> update`,
-//!   generic over every box so your own type can replace any of them.
-//! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint).
+//!   generic over every box so your own type can replace any of them ([`Model::builder`]).
+//! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
+//! - [`cli`]: the `train` command line, shared with programs that bring their own box.
 //! - [`bench`]: GEMM and tokens/s measurements behind `cargo xtask bench`.
 //!
 //! The `stagewise` binary (`cargo xtask train`) is a thin command line over these.
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod data;
 pub mod generate;
@@ -24,4 +26,4 @@ pub mod parity;
 pub mod train;
 
 pub use config::Config;
-pub use model::Model;
+pub use model::{Model, ModelBuilder};

@@ -3,19 +3,18 @@
 //! Usually run through `cargo xtask train|parity|generate ...`, which builds it in release mode.
 
 use clap::{Parser, Subcommand};
-use stagewise_core::{Ctx, Error, Mode, Params, Result, par_for_threads};
+use stagewise_core::{Ctx, Error, Mode, Result, par_for_threads};
 use stagewise_pipeline::Model;
 use stagewise_pipeline::bench::{BenchMode, GemmKernel, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
+use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command};
 use stagewise_pipeline::config::Config;
 use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::greedy_continuation;
 use stagewise_pipeline::parity::run_parity;
-use stagewise_pipeline::train::{
-    Console, MetricsFile, Observer, evaluate, prepare_data_with, thread_pool, train,
-};
+use stagewise_pipeline::train::{evaluate, prepare_data_with, thread_pool};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -99,34 +98,6 @@ struct EvalArgs {
 }
 
 #[derive(clap::Args)]
-struct TrainArgs {
-    /// A TOML config (see configs/seed.toml); flags below override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Epochs to train.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// The UTF-8 corpus.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Directory for metrics.jsonl, vocab.json and model.ckpt.
-    #[arg(long, default_value = "runs/latest")]
-    out: PathBuf,
-    /// Run seed.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Worker threads (0 = all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Stop each epoch after N windows (quick experiments).
-    #[arg(long)]
-    max_windows: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
-    lr: Option<f64>,
-}
-
-#[derive(clap::Args)]
 struct ParityArgs {
     /// A safetensors file written by benches/reference/make_parity_fixture.py.
     file: PathBuf,
@@ -154,57 +125,9 @@ struct GenerateArgs {
     tokens: Option<usize>,
 }
 
-fn run_train(args: TrainArgs) -> Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
-    if let Some(v) = args.epochs {
-        config.train.epochs = v;
-    }
-    if let Some(v) = args.data {
-        config.data.path = v;
-    }
-    if let Some(v) = args.seed {
-        config.train.seed = v;
-    }
-    if let Some(v) = args.threads {
-        config.train.threads = v;
-    }
-    if let Some(v) = args.max_windows {
-        config.train.max_windows = v;
-    }
-    if let Some(v) = args.lr {
-        config.optimizer.set_lr(v);
-    }
-    config.validate()?;
-    let mut console = Console::default();
-    let mut metrics = MetricsFile::create(args.out.join("metrics.jsonl"))?;
-    let mut observers: [&mut dyn Observer; 2] = [&mut console, &mut metrics];
-    let outcome = train(&config, &args.out, &mut observers)?;
-    println!(
-        "wrote {}, {} and {}",
-        args.out.join("metrics.jsonl").display(),
-        args.out.join("vocab.json").display(),
-        outcome.checkpoint.display()
-    );
-    if config.generate.tokens > 0 {
-        let text = greedy_continuation(
-            &config,
-            &outcome.model.tape.params,
-            &outcome.data.tokenizer,
-            &outcome.data.vectorizer,
-            &config.generate.prompt,
-            config.generate.tokens,
-        )?;
-        println!("prompt: {}", config.generate.prompt);
-        println!("continuation: {text}");
-    }
-    Ok(())
-}
-
 fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
     let report = run_parity(&args.file, args.adam_steps, args.lr)?;
+    println!("checking in {}", report.dtype);
     println!("loss ours={:.8} reference={:.8}", report.loss, report.reference_loss);
     for c in &report.comparisons {
         println!("{} max_abs_diff={:.3e}", c.name, c.max_abs_diff);
@@ -220,46 +143,73 @@ fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
     }
 }
 
-/// A checkpoint with its embedded config, vocabulary and parameters, ready to use.
+/// A checkpoint with its embedded config and vocabulary, ready to load into a model.
 struct Loaded {
+    path: PathBuf,
+    checkpoint: Checkpoint,
     config: Config,
     vectorizer: VectorizerImpl,
-    params: Params<f32>,
 }
 
-fn load_checkpoint(path: &std::path::Path) -> Result<Loaded> {
-    let ck = Checkpoint::load(path)?;
-    let config = Config::from_toml(&ck.config_toml, &format!("{} (embedded config)", path.display()))?;
-    let vectorizer =
-        config.vectorizer.from_json(&ck.vocab_json, &format!("{} (embedded vocabulary)", path.display()))?;
-    Ok(Loaded { vectorizer, params: Params::from_parts(ck.layout, ck.params)?, config })
+fn load_checkpoint(path: &Path) -> Result<Loaded> {
+    let checkpoint = Checkpoint::load(path)?;
+    let config =
+        Config::from_toml(&checkpoint.config_toml, &format!("{} (embedded config)", path.display()))?;
+    let vectorizer = config
+        .vectorizer
+        .from_json(&checkpoint.vocab_json, &format!("{} (embedded vocabulary)", path.display()))?;
+    Ok(Loaded { path: path.to_path_buf(), checkpoint, config, vectorizer })
+}
+
+impl Loaded {
+    /// The config's model for windows of `batch x seq_len`, holding the checkpoint's parameters.
+    ///
+    /// A checkpoint trained with an embedding or forward box of a program's own can only be
+    /// loaded by that program: that is an error naming the box, not a layout mismatch.
+    fn model(&self, batch: usize, seq_len: usize) -> Result<Model<f32>> {
+        let mut model =
+            Model::<f32>::builder(&self.config)?.build(self.vectorizer.vocab_size(), batch, seq_len)?;
+        let ours = model.stage_names();
+        for (i, what) in [(0, "embedding"), (1, "forward")] {
+            if let Some(saved) = self.checkpoint.stages.get(i).filter(|s| **s != ours[i]) {
+                return Err(Error::Checkpoint {
+                    path: self.path.clone(),
+                    message: format!(
+                        "trained with the {what} box `{saved}`, which this program does not build \
+                         (its config gives `{}`); load it in the program that defines `{saved}`",
+                        ours[i]
+                    ),
+                });
+            }
+        }
+        self.checkpoint.restore(&mut model, false, &self.path)?;
+        Ok(model)
+    }
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
-    let Loaded { config, vectorizer, params } = load_checkpoint(&args.checkpoint)?;
+    let loaded = load_checkpoint(&args.checkpoint)?;
+    let config = &loaded.config;
     let tokenizer = config.tokenizer.build()?;
     let prompt = args.prompt.unwrap_or_else(|| config.generate.prompt.clone());
     let tokens = args.tokens.unwrap_or(config.generate.tokens);
-    println!("{}", greedy_continuation(&config, &params, &tokenizer, &vectorizer, &prompt, tokens)?);
+    let mut model = loaded.model(1, 1)?;
+    println!("{}", greedy_continuation(&mut model, &tokenizer, &loaded.vectorizer, &prompt, tokens)?);
     Ok(())
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
-    let Loaded { mut config, vectorizer, params } = load_checkpoint(&args.checkpoint)?;
+    let loaded = load_checkpoint(&args.checkpoint)?;
+    let mut config = loaded.config.clone();
     if let Some(path) = args.data {
         config.data.path = path;
     }
     let pool = thread_pool(args.threads.unwrap_or(config.train.threads))?;
     let threads = pool.current_num_threads();
     pool.install(|| {
-        let data = prepare_data_with(&config, Some(vectorizer))?;
+        let data = prepare_data_with(&config, Some(loaded.vectorizer.clone()))?;
         let test = Batched::new(&data.test_ids, config.train.batch, "test split")?;
-        let vocab = data.vectorizer.vocab_size();
-        let mut model = Model::<f32>::from_config(&config, vocab, config.train.batch, config.train.bptt)?;
-        if model.tape.params.layout() != params.layout() {
-            return Err(Error::shape("checkpoint parameters", "the config's layout", "a different layout"));
-        }
-        model.tape.params.as_mut_slice().copy_from_slice(params.as_slice());
+        let mut model = loaded.model(config.train.batch, config.train.bptt)?;
         let cx = Ctx { par: par_for_threads(threads), mode: Mode::Eval, step: 0, seed: config.train.seed };
         let stats = evaluate(&mut model, &test, config.train.bptt, &cx)?;
         println!(
@@ -297,19 +247,12 @@ fn json_line(value: &impl serde::Serialize) -> Result<String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => run_train(a).map(|()| true),
+        Command::Train(a) => train_command(&a, Model::<f32>::builder).map(|_| true),
         Command::Parity(a) => run_parity_cmd(a),
         Command::Generate(a) => run_generate(a).map(|()| true),
         Command::Eval(a) => run_eval(a).map(|()| true),
         Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
         Command::BenchRun(a) => run_bench_run(a).map(|()| true),
     };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(result)
 }

@@ -2,7 +2,10 @@
 //!
 //! [`Model`] is generic over every box (the compile-time face: plug in your own type) with the
 //! config-built enums as defaults (the run-time face), like HF tokenizers' `TokenizerImpl` /
-//! `Tokenizer`. All buffers are sized in [`Model::new`]; a cycle allocates nothing.
+//! `Tokenizer`. [`Model::builder`] starts from a config's boxes and lets any of them be replaced
+//! by your own type; everything that drives a model (training, evaluation, generation,
+//! checkpoints) takes any `Model<T, E, F, L, B, O>`. All buffers are sized when the model is
+//! built; a cycle allocates nothing.
 
 use crate::config::Config;
 use crate::data::Window;
@@ -61,7 +64,7 @@ pub struct Model<
     /// Parameters, gradients, activations and the schedule of ops.
     pub tape: Tape<T>,
     /// The loss box's output, reused every cycle.
-    pub loss_out: LossOutput<T>,
+    pub loss_out: LossOutput,
     /// The optimizer's moments and step count.
     pub opt_state: OptimizerState<T>,
     /// Time per box.
@@ -78,6 +81,9 @@ where
     O: Optimizer<T>,
 {
     /// Prepares every box for `dims` (`dims.params` is filled in here). The only allocation.
+    ///
+    /// Fails with the box's own error if a box refuses `dims`, or if the forward box's output
+    /// is not one score per vocabulary id.
     pub fn new(
         mut dims: Dims,
         mut embedding: E,
@@ -86,6 +92,9 @@ where
         mut backward: B,
         mut optimizer: O,
     ) -> Result<Self> {
+        if dims.vocab == 0 || dims.batch == 0 || dims.seq_len == 0 {
+            return Err(Error::shape("model dims (vocabulary, batch, window)", "all at least 1", dims));
+        }
         let mut tape = Tape::new(dims.batch, dims.seq_len);
         embedding.prepare(&dims, &mut tape)?;
         forward.prepare(&dims, &mut tape)?;
@@ -116,8 +125,20 @@ where
         })
     }
 
+    /// The names of the five boxes (`"table"`, `"lstm"`, `"cross_entropy"`, `"reverse"`,
+    /// `"adam"` for the seed), in cycle order: what a checkpoint records about how it was made.
+    pub fn stage_names(&self) -> [String; 5] {
+        [
+            self.embedding.name().to_owned(),
+            self.forward.name().to_owned(),
+            self.loss.name().to_owned(),
+            self.backward.name().to_owned(),
+            self.optimizer.name().to_owned(),
+        ]
+    }
+
     /// The logits of the last [`Model::eval_window`] or [`Model::predict`], `[rows, V]`. (A
-    /// training step's loss overwrites them with their gradient, which backward then consumes.)
+    /// training step's loss may use the logits buffer as scratch.)
     pub fn logits(&self) -> &[T] {
         match self.tape.output() {
             Some(out) => &self.tape.acts.slot(out).value[..self.tape.acts.rows() * self.dims.vocab],
@@ -132,9 +153,8 @@ where
         self.clock.lap(0, started);
         self.forward.run((), &mut self.tape, cx)?;
         self.clock.lap(1, started);
-        let rows = self.tape.acts.rows();
         let out = self.tape.output().ok_or_else(|| Error::config("forward", "no output slot"))?;
-        let logits = &mut self.tape.acts.slot_mut(out).value[..rows * self.dims.vocab];
+        let logits = self.tape.acts.slot_mut(out);
         self.loss.run(LossInput { logits, targets: w.targets }, &mut self.loss_out, cx)?;
         self.clock.lap(2, started);
         Ok(())
@@ -146,14 +166,9 @@ where
         let cx = Ctx { mode: Mode::Train, step: self.opt_state.step, ..*cx };
         let mut t = Instant::now();
         self.forward_loss(w, &cx, &mut t)?;
-        // The loss wrote dL/dlogits over the logits. Hand that buffer to backward as the seed: it is
-        // moved, not copied (`take` leaves an empty `Vec`, which allocates nothing), and backward
-        // swaps it into the slot's gradient, handing back a buffer of the same size to restore.
+        // The loss left dL/dlogits in the logits slot's gradient: the backward box starts there.
         let out = self.tape.output().ok_or_else(|| Error::config("forward", "no output slot"))?;
-        let mut seed = std::mem::take(&mut self.tape.acts.slot_mut(out).value);
-        let swept = self.backward.run(&mut seed, &mut self.tape, &cx);
-        self.tape.acts.slot_mut(out).value = seed;
-        swept?;
+        self.backward.run(out, &mut self.tape, &cx)?;
         self.clock.lap(3, &mut t);
         let update = Update { params: &mut self.tape.params, grads: &self.tape.grads };
         self.optimizer.run(update, &mut self.opt_state, &cx)?;
@@ -189,24 +204,101 @@ where
 }
 
 impl<T: Float> Model<T> {
+    /// The config's boxes, not yet built: replace any of them with your own type, then
+    /// [`ModelBuilder::build`].
+    ///
+    /// ```
+    /// # use stagewise_pipeline::{Config, Model};
+    /// let config = Config::default();
+    /// let model = Model::<f32>::builder(&config)?.build(50, 2, 4)?;
+    /// assert_eq!(model.stage_names(), ["table", "lstm", "cross_entropy", "reverse", "adam"]);
+    /// # Ok::<(), stagewise_core::Error>(())
+    /// ```
+    pub fn builder(config: &Config) -> Result<ModelBuilder<T>> {
+        let seed = config.train.seed;
+        Ok(ModelBuilder {
+            embedding: config.embedding.build(seed),
+            forward: ForwardImpl::from_config(&config.forward, seed)?,
+            loss: config.loss.build(),
+            backward: config.backward.build(),
+            optimizer: config.optimizer.build(),
+            _float: std::marker::PhantomData,
+        })
+    }
+
     /// Builds the config's boxes for a vocabulary of `vocab` ids, windows of `batch x seq_len`.
     pub fn from_config(config: &Config, vocab: usize, batch: usize, seq_len: usize) -> Result<Self> {
-        let seed = config.train.seed;
-        let dims = Dims {
-            vocab,
-            embed: config.embedding.dim(),
-            hidden: config.forward.hidden(),
-            batch,
-            seq_len,
-            params: 0,
-        };
-        Model::new(
-            dims,
-            config.embedding.build(seed),
-            ForwardImpl::from_config(&config.forward, seed)?,
-            config.loss.build(),
-            config.backward.build(),
-            config.optimizer.build(),
-        )
+        Self::builder(config)?.build(vocab, batch, seq_len)
+    }
+}
+
+/// A model's five boxes before they are prepared: the config's built-ins, any of which can be
+/// replaced by another type implementing the same box (`.optimizer(MySgd { .. })`).
+///
+/// Each replacing method changes one type parameter, so the model that comes out is as
+/// statically typed as one written by hand, and a user's type gets everything a built-in gets.
+#[derive(Clone, Debug)]
+pub struct ModelBuilder<
+    T: Float,
+    E = EmbeddingImpl<T>,
+    F = ForwardImpl<T>,
+    L = LossImpl<T>,
+    B = BackwardImpl<T>,
+    O = OptimizerImpl<T>,
+> {
+    embedding: E,
+    forward: F,
+    loss: L,
+    backward: B,
+    optimizer: O,
+    _float: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Float, E, F, L, B, O> ModelBuilder<T, E, F, L, B, O> {
+    /// Replaces the embed box.
+    pub fn embedding<E2: Embedding<T>>(self, embedding: E2) -> ModelBuilder<T, E2, F, L, B, O> {
+        let ModelBuilder { forward, loss, backward, optimizer, _float, .. } = self;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+    }
+
+    /// Replaces the forward box.
+    pub fn forward<F2: Forward<T>>(self, forward: F2) -> ModelBuilder<T, E, F2, L, B, O> {
+        let ModelBuilder { embedding, loss, backward, optimizer, _float, .. } = self;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+    }
+
+    /// Replaces the loss box.
+    pub fn loss<L2: Loss<T>>(self, loss: L2) -> ModelBuilder<T, E, F, L2, B, O> {
+        let ModelBuilder { embedding, forward, backward, optimizer, _float, .. } = self;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+    }
+
+    /// Replaces the backward box.
+    pub fn backward<B2: Backward<T>>(self, backward: B2) -> ModelBuilder<T, E, F, L, B2, O> {
+        let ModelBuilder { embedding, forward, loss, optimizer, _float, .. } = self;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+    }
+
+    /// Replaces the update box.
+    pub fn optimizer<O2: Optimizer<T>>(self, optimizer: O2) -> ModelBuilder<T, E, F, L, B, O2> {
+        let ModelBuilder { embedding, forward, loss, backward, _float, .. } = self;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+    }
+}
+
+impl<T, E, F, L, B, O> ModelBuilder<T, E, F, L, B, O>
+where
+    T: Float,
+    E: Embedding<T>,
+    F: Forward<T>,
+    L: Loss<T>,
+    B: Backward<T>,
+    O: Optimizer<T>,
+{
+    /// Prepares every box for a vocabulary of `vocab` ids and windows of `batch` streams of up to
+    /// `seq_len` steps (see [`Model::new`]).
+    pub fn build(self, vocab: usize, batch: usize, seq_len: usize) -> Result<Model<T, E, F, L, B, O>> {
+        let dims = Dims { vocab, batch, seq_len, params: 0 };
+        Model::new(dims, self.embedding, self.forward, self.loss, self.backward, self.optimizer)
     }
 }

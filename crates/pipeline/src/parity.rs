@@ -4,13 +4,15 @@
 //! The file is written by `benches/reference/make_parity_fixture.py`: parameters under their
 //! `state_dict` names, `inputs` and `targets` (int64 `[B, T]`, batch-first), `loss`,
 //! `grad.<param>` and `step<k>.<param>` (parameters after k Adam steps on the same batch, each
-//! from a zero hidden state).
+//! from a zero hidden state). A file whose tensors are float64 (`--dtype float64`) is checked in
+//! `f64` from end to end — every op, the loss and Adam are generic over the float type — so that
+//! the two implementations should agree to ~1e-12 rather than to float32's ~1e-7.
 
 use crate::config::Config;
 use crate::data::Window;
 use crate::model::Model;
 use safetensors::{Dtype, SafeTensors};
-use stagewise_core::{Ctx, Error, Result};
+use stagewise_core::{Ctx, Error, Float, Result};
 use stagewise_embedding::EmbeddingConfig;
 use stagewise_forward::ForwardConfig;
 use std::path::Path;
@@ -27,6 +29,8 @@ pub struct Comparison {
 /// Everything the check measured.
 #[derive(Clone, Debug)]
 pub struct ParityReport {
+    /// The float type the file holds and the check ran in: `"f32"` or `"f64"`.
+    pub dtype: &'static str,
     /// Our loss on the batch.
     pub loss: f64,
     /// The reference loss.
@@ -47,12 +51,28 @@ fn bad(path: &Path, message: String) -> Error {
     Error::Checkpoint { path: path.to_path_buf(), message }
 }
 
-fn f32_tensor(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+/// The file's float tensor `name` as `T` (whose dtype it must have), with its shape.
+fn float_tensor<T: Float>(st: &SafeTensors<'_>, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<T>)> {
     let t = st.tensor(name).map_err(|e| bad(path, format!("tensor `{name}`: {e}")))?;
-    if t.dtype() != Dtype::F32 {
-        return Err(bad(path, format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
-    }
-    let data = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let data = match (t.dtype(), std::mem::size_of::<T>()) {
+        (Dtype::F32, 4) => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| T::from_f64(f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))))
+            .collect(),
+        (Dtype::F64, 8) => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| T::from_f64(f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])))
+            .collect(),
+        (dtype, size) => {
+            let want = if size == 4 { "F32" } else { "F64" };
+            return Err(bad(
+                path,
+                format!("tensor `{name}` is {dtype:?}, expected {want} like `embedding.weight`"),
+            ));
+        }
+    };
     Ok((t.shape().to_vec(), data))
 }
 
@@ -86,11 +106,19 @@ fn id_tensor(
     Ok((b, steps, time_major))
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).abs()).fold(0.0, f64::max)
+/// The largest `|a − b|`, NaN if any difference is NaN (so that it fails every tolerance).
+fn max_abs_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x.to_f64() - y.to_f64()).abs())
+        .fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f64::NAN } else { m.max(d) })
 }
 
 /// Runs the check. `lr` defaults to the file's metadata `lr`, else 1e-3.
+///
+/// With `adam_steps = N > 0`, the file must hold `stepN.<param>` for every parameter; the
+/// parameters after every earlier step `K < N` are compared where the file has `stepK.*` too.
+/// The check runs in the file's float type (that of `embedding.weight`: F32 or F64).
 pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<ParityReport> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st =
@@ -98,17 +126,42 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
     let (_, metadata) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e.to_string()))?;
     let file_lr = metadata.metadata().as_ref().and_then(|m| m.get("lr")).and_then(|s| s.parse::<f64>().ok());
     let lr = lr.or(file_lr).unwrap_or(1e-3);
+    let dtype = st
+        .tensor("embedding.weight")
+        .map_err(|e| bad(path, format!("tensor `embedding.weight`: {e}")))?
+        .dtype();
+    match dtype {
+        Dtype::F64 => check::<f64>(&st, path, adam_steps, lr, "f64"),
+        _ => check::<f32>(&st, path, adam_steps, lr, "f32"),
+    }
+}
 
-    let (emb_shape, _) = f32_tensor(&st, "embedding.weight", path)?;
-    let (hh_shape, _) = f32_tensor(&st, "lstm.weight_hh_l0", path)?;
+fn check<T: Float>(
+    st: &SafeTensors<'_>,
+    path: &Path,
+    adam_steps: usize,
+    lr: f64,
+    dtype: &'static str,
+) -> Result<ParityReport> {
+    let (emb_shape, _) = float_tensor::<T>(st, "embedding.weight", path)?;
+    let (hh_shape, _) = float_tensor::<T>(st, "lstm.weight_hh_l0", path)?;
     if emb_shape.len() != 2 || hh_shape.len() != 2 {
         return Err(bad(path, "embedding.weight and lstm.weight_hh_l0 must be 2-D".into()));
     }
     let (vocab, embed, hidden) = (emb_shape[0], emb_shape[1], hh_shape[1]);
-    let (batch, steps, inputs) = id_tensor(&st, "inputs", path, vocab)?;
-    let (tb, ts, targets) = id_tensor(&st, "targets", path, vocab)?;
+    let (batch, steps, inputs) = id_tensor(st, "inputs", path, vocab)?;
+    let (tb, ts, targets) = id_tensor(st, "targets", path, vocab)?;
     if (tb, ts) != (batch, steps) {
         return Err(bad(path, format!("targets are [{tb}, {ts}] but inputs are [{batch}, {steps}]")));
+    }
+    if adam_steps > 0 {
+        let last = format!("step{adam_steps}.embedding.weight");
+        if st.tensor(&last).is_err() {
+            return Err(bad(
+                path,
+                format!("--adam-steps {adam_steps} needs tensor `{last}`, which is missing"),
+            ));
+        }
     }
 
     let mut config = Config {
@@ -117,11 +170,11 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
         ..Config::default()
     };
     config.optimizer.set_lr(lr);
-    let mut model = Model::<f32>::from_config(&config, vocab, batch, steps)?;
+    let mut model = Model::<T>::from_config(&config, vocab, batch, steps)?;
     let layout = model.tape.params.layout().clone();
     for id in layout.ids() {
         let entry = layout.entry(id);
-        let (shape, data) = f32_tensor(&st, &entry.name, path)?;
+        let (shape, data) = float_tensor::<T>(st, &entry.name, path)?;
         if shape != entry.shape {
             return Err(bad(
                 path,
@@ -134,8 +187,8 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
     let window = Window { steps, inputs: &inputs, targets: &targets };
     let cx = Ctx::seq();
     let mut comparisons = Vec::new();
-    let (_, reference) = f32_tensor(&st, "loss", path)?;
-    let reference_loss = f64::from(*reference.first().ok_or_else(|| bad(path, "`loss` is empty".into()))?);
+    let (_, reference) = float_tensor::<T>(st, "loss", path)?;
+    let reference_loss = reference.first().ok_or_else(|| bad(path, "`loss` is empty".into()))?.to_f64();
     let mut loss = f64::NAN;
     for step in 1..=adam_steps.max(1) {
         model.reset_state();
@@ -146,7 +199,7 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
             for id in layout.ids() {
                 let name = format!("grad.{}", layout.entry(id).name);
                 if st.tensor(&name).is_ok() {
-                    let (_, g) = f32_tensor(&st, &name, path)?;
+                    let (_, g) = float_tensor::<T>(st, &name, path)?;
                     comparisons
                         .push(Comparison { max_abs_diff: max_abs_diff(model.tape.grads.get(id), &g), name });
                 }
@@ -157,11 +210,18 @@ pub fn run_parity(path: &Path, adam_steps: usize, lr: Option<f64>) -> Result<Par
         }
         for id in layout.ids() {
             let name = format!("step{step}.{}", layout.entry(id).name);
-            let (_, p) = f32_tensor(&st, &name, path).map_err(|_| {
-                bad(path, format!("--adam-steps {adam_steps} needs tensor `{name}`, which is missing"))
-            })?;
+            if st.tensor(&name).is_err() {
+                if step == adam_steps {
+                    return Err(bad(
+                        path,
+                        format!("--adam-steps {adam_steps} needs tensor `{name}`, which is missing"),
+                    ));
+                }
+                continue;
+            }
+            let (_, p) = float_tensor::<T>(st, &name, path)?;
             comparisons.push(Comparison { max_abs_diff: max_abs_diff(model.tape.params.get(id), &p), name });
         }
     }
-    Ok(ParityReport { loss, reference_loss, comparisons })
+    Ok(ParityReport { dtype, loss, reference_loss, comparisons })
 }

@@ -3,11 +3,16 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::data::{Batched, read_corpus, split_tokens, unigram_perplexity};
-use crate::model::{CYCLE_STAGES, Model};
+use crate::data::{Batched, read_corpus, test_count, unigram_perplexity};
+use crate::model::{CYCLE_STAGES, Model, ModelBuilder};
 use serde::Serialize;
-use stagewise_core::{Ctx, Error, Mode, Result, par_for_threads};
-use stagewise_tokenizer::{Tokenizer, TokenizerImpl};
+use stagewise_backward::{Backward, BackwardImpl};
+use stagewise_core::{Ctx, Error, Float, Mode, Result, Stage, Tokens, par_for_threads};
+use stagewise_embedding::{Embedding, EmbeddingImpl};
+use stagewise_forward::{Forward, ForwardImpl};
+use stagewise_loss::{Loss, LossImpl};
+use stagewise_optimizer::{Optimizer, OptimizerImpl};
+use stagewise_tokenizer::TokenizerImpl;
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -96,7 +101,7 @@ pub trait Observer: Send {
     }
 }
 
-/// Text turned into batched ids, with the fitted boxes that did it.
+/// Text turned into ids, with the boxes that did it.
 pub struct PreparedData {
     /// The tokenizer used.
     pub tokenizer: TokenizerImpl,
@@ -117,33 +122,56 @@ pub fn prepare_data(config: &Config) -> Result<PreparedData> {
 
 /// Like [`prepare_data`], but with an already fitted vocabulary when `vectorizer` is given (to
 /// evaluate a checkpoint on exactly the ids it was trained with).
+///
+/// The corpus goes through each box once: the tokenizer writes every token into one compact
+/// [`Tokens`] buffer (not a `String` each), the vocabulary is fitted on the first tokens (the
+/// training split), the vectorizer turns them all into ids, and the text and tokens are dropped
+/// before the model is built.
 pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) -> Result<PreparedData> {
-    let text = read_corpus(&config.data.path)?;
+    let cx = Ctx::seq();
     let tokenizer = config.tokenizer.build()?;
-    let tokens = tokenizer.tokenize(&text)?;
-    let (train, test) = split_tokens(&tokens, config.data.test_fraction);
-    if test.is_empty() {
+    let mut tokens = Tokens::new();
+    tokenizer.run(&read_corpus(&config.data.path)?, &mut tokens, &cx)?;
+    let count = tokens.len();
+    let n_test = test_count(count, config.data.test_fraction);
+    if n_test == 0 {
         return Err(Error::data(
             config.data.path.display().to_string(),
             format!(
-                "{} tokens leave an empty test split at test_fraction {}",
-                tokens.len(),
+                "{count} tokens leave an empty test split at test_fraction {}",
                 config.data.test_fraction
             ),
         ));
     }
+    let n_train = count - n_test;
     let vectorizer = match vectorizer {
         Some(v) => v,
-        None => config.vectorizer.fit(train)?,
+        None => config.vectorizer.fit(tokens.iter().take(n_train))?,
     };
-    let train_ids = vectorizer.vectorize(train)?;
-    let test_ids = vectorizer.vectorize(test)?;
-    Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: tokens.len() })
+    let mut train_ids = Vec::new();
+    vectorizer.run(&tokens, &mut train_ids, &cx)?;
+    drop(tokens);
+    let test_ids = train_ids.split_off(n_train);
+    train_ids.shrink_to_fit();
+    Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: count })
 }
 
 /// Scores every window of `split` with the state reset first (the evaluation protocol of
-/// docs/evaluation.md).
-pub fn evaluate(model: &mut Model<f32>, split: &Batched, bptt: usize, cx: &Ctx) -> Result<EvalStats> {
+/// docs/evaluation.md), for any model.
+pub fn evaluate<T, E, F, L, B, O>(
+    model: &mut Model<T, E, F, L, B, O>,
+    split: &Batched,
+    bptt: usize,
+    cx: &Ctx,
+) -> Result<EvalStats>
+where
+    T: Float,
+    E: Embedding<T>,
+    F: Forward<T>,
+    L: Loss<T>,
+    B: Backward<T>,
+    O: Optimizer<T>,
+{
     let cx = Ctx { mode: Mode::Eval, ..*cx };
     model.reset_state();
     let mut stats = EvalStats::default();
@@ -157,9 +185,15 @@ pub fn evaluate(model: &mut Model<f32>, split: &Batched, bptt: usize, cx: &Ctx) 
 }
 
 /// What a finished run leaves behind.
-pub struct TrainOutcome {
+pub struct TrainOutcome<
+    E = EmbeddingImpl<f32>,
+    F = ForwardImpl<f32>,
+    L = LossImpl<f32>,
+    B = BackwardImpl<f32>,
+    O = OptimizerImpl<f32>,
+> {
     /// The trained model.
-    pub model: Model<f32>,
+    pub model: Model<f32, E, F, L, B, O>,
     /// Data and fitted boxes.
     pub data: PreparedData,
     /// One entry per epoch.
@@ -180,20 +214,42 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
         .map_err(|e| Error::config("train.threads", format!("cannot start {threads} threads: {e}")))
 }
 
-/// Runs the whole training job described by `config`, writing into `out_dir`:
-/// `metrics.jsonl` (by the [`MetricsFile`] observer, if given), `vocab.json` and `model.ckpt`.
-pub fn train(config: &Config, out_dir: &Path, observers: &mut [&mut dyn Observer]) -> Result<TrainOutcome> {
+/// Runs the whole training job described by `config` on the model `builder` makes (the config's
+/// boxes, or any of them replaced by your own type: see [`Model::builder`]), writing into
+/// `out_dir`: `metrics.jsonl` (by the [`MetricsFile`] observer, if given), `vocab.json` and
+/// `model.ckpt`.
+pub fn train<E, F, L, B, O>(
+    config: &Config,
+    builder: ModelBuilder<f32, E, F, L, B, O>,
+    out_dir: &Path,
+    observers: &mut [&mut dyn Observer],
+) -> Result<TrainOutcome<E, F, L, B, O>>
+where
+    E: Embedding<f32> + Send,
+    F: Forward<f32> + Send,
+    L: Loss<f32> + Send,
+    B: Backward<f32> + Send,
+    O: Optimizer<f32> + Send,
+{
     let pool = thread_pool(config.train.threads)?;
     let threads = pool.current_num_threads();
-    pool.install(|| train_in_pool(config, out_dir, observers, threads))
+    pool.install(|| train_in_pool(config, builder, out_dir, observers, threads))
 }
 
-fn train_in_pool(
+fn train_in_pool<E, F, L, B, O>(
     config: &Config,
+    builder: ModelBuilder<f32, E, F, L, B, O>,
     out_dir: &Path,
     observers: &mut [&mut dyn Observer],
     threads: usize,
-) -> Result<TrainOutcome> {
+) -> Result<TrainOutcome<E, F, L, B, O>>
+where
+    E: Embedding<f32>,
+    F: Forward<f32>,
+    L: Loss<f32>,
+    B: Backward<f32>,
+    O: Optimizer<f32>,
+{
     let data = prepare_data(config)?;
     let vocab = data.vectorizer.vocab_size();
     let (batch, bptt) = (config.train.batch, config.train.bptt);
@@ -201,7 +257,7 @@ fn train_in_pool(
     let train_split = Batched::new(&data.train_ids, batch, &format!("{corpus} (train split)"))?;
     let test_split = Batched::new(&data.test_ids, batch, &format!("{corpus} (test split)"))?;
     let unigram_ppl = unigram_perplexity(&data.train_ids, &data.test_ids, vocab);
-    let mut model = Model::<f32>::from_config(config, vocab, batch, bptt)?;
+    let mut model = builder.build(vocab, batch, bptt)?;
     let cx = Ctx { par: par_for_threads(threads), mode: Mode::Train, step: 0, seed: config.train.seed };
     let total = match config.train.max_windows {
         0 => train_split.window_count(bptt),
@@ -259,20 +315,10 @@ fn train_in_pool(
         epochs.push(m);
     }
     data.vectorizer.save(out_dir.join("vocab.json"))?;
-    let vocab_json = data.vectorizer.to_json();
     let checkpoint = out_dir.join("model.ckpt");
-    Checkpoint {
-        config_toml: config.to_toml(),
-        vocab_json,
-        layout: model.tape.params.layout().clone(),
-        params: model.tape.params.as_slice().to_vec(),
-        moment1: model.opt_state.m.as_slice().to_vec(),
-        moment2: model.opt_state.v.as_slice().to_vec(),
-        step: model.opt_state.step,
-        epoch: epochs.len() as u64,
-        seed: config.train.seed,
-    }
-    .save(&checkpoint)?;
+    let vocab_json = data.vectorizer.to_json();
+    Checkpoint::of_model(&model, config.to_toml(), vocab_json, epochs.len() as u64, config.train.seed)
+        .save(&checkpoint)?;
     Ok(TrainOutcome { model, data, epochs, unigram_ppl, checkpoint })
 }
 

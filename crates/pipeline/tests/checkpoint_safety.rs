@@ -1,10 +1,11 @@
-//! Saving never destroys the previous checkpoint: `write_atomically` writes a temporary sibling
-//! and renames it, so any failure before the rename leaves the old file as it was. (Corruption on
-//! load is covered by the unit tests in `checkpoint.rs`.)
+//! Saving never destroys the previous checkpoint: it is written through
+//! `stagewise_core::write_atomically` (a temporary sibling with a unique name, fsync, rename,
+//! directory fsync), so any failure leaves the old file as it was. (That helper's own failure
+//! paths are tested in `stagewise-fs`; corruption on load in `checkpoint.rs`.)
 
 use crate::util::TempDir;
 use stagewise_core::Params;
-use stagewise_pipeline::checkpoint::{Checkpoint, write_atomically};
+use stagewise_pipeline::checkpoint::{Checkpoint, StateBuffer};
 
 fn sample(step: u64) -> Checkpoint {
     let mut p = Params::<f32>::new();
@@ -12,10 +13,13 @@ fn sample(step: u64) -> Checkpoint {
     Checkpoint {
         config_toml: "[train]\n".into(),
         vocab_json: "{}".into(),
+        stages: ["table", "lstm", "cross_entropy", "reverse", "adam"].map(String::from).to_vec(),
         layout: p.layout().clone(),
         params: vec![1.0, 2.0, 3.0],
-        moment1: vec![0.1; 3],
-        moment2: vec![0.2; 3],
+        optimizer_state: vec![
+            StateBuffer { name: "exp_avg".into(), values: vec![0.1; 3] },
+            StateBuffer { name: "exp_avg_sq".into(), values: vec![0.2; 3] },
+        ],
         step,
         epoch: 1,
         seed: 5,
@@ -31,20 +35,17 @@ fn failed_writes_leave_the_existing_checkpoint_intact() {
 
     // A target inside a directory that does not exist: an error naming it, the other file intact.
     let elsewhere = dir.join("no/such/dir/model.ckpt");
-    let err = write_atomically(&elsewhere, b"new bytes").unwrap_err().to_string();
+    let err = sample(2).save(&elsewhere).unwrap_err().to_string();
     assert!(err.contains("no/such/dir/model.ckpt"), "{err}");
     assert!(!elsewhere.exists());
     assert_eq!(std::fs::read(&path).unwrap(), good);
 
-    // Over the existing path, failing before the rename (the temporary sibling cannot be created
-    // because a directory is in its way; this fails even as root): the old checkpoint survives.
-    let tmp = dir.join("model.ckpt.tmp");
-    std::fs::create_dir(&tmp).unwrap();
-    let err = sample(2).save(&path).unwrap_err().to_string();
-    assert!(err.contains("model.ckpt"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), good);
-    assert_eq!(Checkpoint::load(&path).unwrap(), sample(1));
-    std::fs::remove_dir(&tmp).unwrap();
+    // A target that cannot be replaced (a directory is in its way): the error names it.
+    let blocked = dir.join("blocked.ckpt");
+    std::fs::create_dir_all(blocked.join("inside")).unwrap();
+    let err = sample(2).save(&blocked).unwrap_err().to_string();
+    assert!(err.contains("blocked.ckpt"), "{err}");
+    std::fs::remove_dir_all(&blocked).unwrap();
 
     // A successful save replaces it and leaves no temporary file behind.
     sample(2).save(&path).unwrap();

@@ -2,9 +2,9 @@
 //! deterministic (run to run, and at one or two threads).
 
 use crate::util::{TempDir, corpus, tiny_config};
-use stagewise_pipeline::Config;
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::train::{EpochMetrics, MetricsFile, Observer, TrainOutcome, train};
+use stagewise_pipeline::{Config, Model};
 use std::path::Path;
 
 /// The keys every line of `metrics.jsonl` must have (a contract: added to, never renamed).
@@ -14,7 +14,7 @@ const METRIC_KEYS: [&str; 7] =
 fn run(config: &Config, out: &Path) -> TrainOutcome {
     let mut metrics = MetricsFile::create(out.join("metrics.jsonl")).unwrap();
     let mut observers: [&mut dyn Observer; 1] = [&mut metrics];
-    train(config, out, &mut observers).unwrap()
+    train(config, Model::builder(config).unwrap(), out, &mut observers).unwrap()
 }
 
 /// The figures of an epoch that must reproduce exactly (everything but timings), as bits.

@@ -58,8 +58,38 @@ fn truncated_file_is_an_error_naming_it() {
 #[test]
 fn more_adam_steps_than_the_file_has_names_the_missing_tensor() {
     let err = run_parity(&fixture(), 5, None).unwrap_err().to_string();
-    assert!(err.contains("`step4.") && err.contains("missing"), "{err}");
+    assert!(err.contains("`step5.") && err.contains("missing"), "{err}");
     assert!(err.contains("parity_small.safetensors"), "{err}");
+}
+
+/// A copy of the fixture without the tensors `drop` picks, written into `dir`.
+fn fixture_without(dir: &TempDir, name: &str, drop: impl Fn(&str) -> bool) -> PathBuf {
+    let bytes = std::fs::read(fixture()).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        st.tensors().into_iter().filter(|(n, _)| !drop(n)).collect();
+    let path = dir.join(name);
+    safetensors::serialize_to_file(kept, meta.metadata().clone(), &path).unwrap();
+    path
+}
+
+/// `--adam-steps N` needs only `stepN.*`: the steps before it are compared where the file has them.
+#[test]
+fn intermediate_steps_are_optional() {
+    let dir = TempDir::new("parity-steps");
+    let path = fixture_without(&dir, "no_step2.safetensors", |n| n.starts_with("step2."));
+    let report = run_parity(&path, 3, None).unwrap();
+    let names: Vec<&str> = report.comparisons.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names.len(), 1 + 7 + 14, "{names:?}");
+    assert!(names.contains(&"step1.fc.bias") && names.contains(&"step3.fc.bias"));
+    assert!(!names.iter().any(|n| n.starts_with("step2.")));
+    assert!(report.failures(TOL).is_empty(), "{report:?}");
+    // The last step must be there.
+    let path = fixture_without(&dir, "no_step3.safetensors", |n| n.starts_with("step3."));
+    let err = run_parity(&path, 3, None).unwrap_err().to_string();
+    assert!(err.contains("`step3.") && err.contains("no_step3.safetensors"), "{err}");
+    assert_eq!(run_parity(&path, 2, None).unwrap().failures(TOL).len(), 0);
 }
 
 #[test]

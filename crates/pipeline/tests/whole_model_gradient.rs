@@ -36,7 +36,7 @@ fn mean_loss(model: &mut Model<f64>, ids: &[u32], targets: &[u32], cx: &Ctx) -> 
     model.embedding.run(ids, &mut model.tape, cx).unwrap();
     model.forward.run((), &mut model.tape, cx).unwrap();
     let out = model.tape.output().unwrap();
-    let logits = &mut model.tape.acts.slot_mut(out).value[..T * B * V];
+    let logits = model.tape.acts.slot_mut(out);
     model.loss.run(LossInput { logits, targets }, &mut model.loss_out, cx).unwrap();
     model.loss_out.mean()
 }
@@ -66,11 +66,9 @@ fn full_model_gradient_matches_finite_differences_of_the_mean_loss() {
     let cx = Ctx { mode: Mode::Train, ..Ctx::seq() };
     let loss = mean_loss(&mut model, &ids, &targets, &cx);
     assert!(loss.is_finite() && loss > 0.0, "{loss}");
-    // In training the loss wrote dL/dlogits over the logits: that buffer is the backward seed.
+    // In training the loss left dL/dlogits in the logits slot's gradient: the backward seed.
     let out = model.tape.output().unwrap();
-    let mut seed = std::mem::take(&mut model.tape.acts.slot_mut(out).value);
-    model.backward.run(&mut seed, &mut model.tape, &cx).unwrap();
-    model.tape.acts.slot_mut(out).value = seed;
+    model.backward.run(out, &mut model.tape, &cx).unwrap();
     let analytic = model.tape.grads.as_slice().to_vec();
     assert!(analytic.iter().map(|g| g * g).sum::<f64>().sqrt() > 1e-3, "gradient is (almost) zero");
 

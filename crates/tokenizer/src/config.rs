@@ -2,7 +2,7 @@
 
 use crate::{Tokenizer, WordTokenizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::Result;
+use stagewise_core::{Result, Tokens};
 
 /// Which tokenizer to use, as written in the config file (`[tokenizer]` table, `kind = "word"`).
 ///
@@ -60,16 +60,16 @@ impl From<WordTokenizer> for TokenizerImpl {
 }
 
 stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word }
-    input<'a> = &'a str; output = Vec<String>;);
+    input<'a> = &'a str; output = Tokens;);
 
 impl Tokenizer for TokenizerImpl {
-    fn decode(&self, tokens: &[String]) -> String {
+    fn decode(&self, tokens: &Tokens) -> String {
         match self {
             TokenizerImpl::Word(t) => t.decode(tokens),
         }
     }
 
-    fn tokenize(&self, text: &str) -> Result<Vec<String>> {
+    fn tokenize(&self, text: &str) -> Result<Tokens> {
         match self {
             TokenizerImpl::Word(t) => t.tokenize(text),
         }

@@ -1,27 +1,37 @@
 //! The *tokenize* box of Stagewise: `text -> tokens`.
 //!
 //! Tokenizing runs once over the corpus (and once over a prompt at generation time), not in the
-//! training cycle, so tokens are owned `String`s and a call may allocate freely. Decoding is the
+//! training cycle. Tokens go into a [`Tokens`] list, one text arena with end offsets, rather than
+//! one `String` per token: a corpus has about a million tokens, and the small allocations would
+//! cost ten times the text and stay with the process after they are freed. Decoding is the
 //! flowchart's *output* box seen from this side: it turns generated tokens back into text.
 //!
 //! # Brief overview
-//! - [`Tokenizer`]: the compile-time face, a [`Stage`] whose input is `&str` and whose output is a
-//!   `Vec<String>`, plus [`Tokenizer::decode`]. Implement it for your own type to plug it in.
+//! - [`Tokenizer`]: the compile-time face, a [`Stage`] whose input is `&str` and whose output is
+//!   [`Tokens`], plus [`Tokenizer::decode`]. Implement it for your own type to plug it in.
 //! - [`WordTokenizer`] (`"word"`): lower-cases with [`str::to_lowercase`] and splits on Unicode
-//!   whitespace, like torchtext's `Field(lower=True)` or Python's `text.lower().split()`.
+//!   whitespace, like torchtext's `Field(lower=True)` or Python's `text.lower().split()`, writing
+//!   each word straight into the arena.
 //! - [`TokenizerConfig`]: the serialisable choice (`kind = "word"`) read from the config file;
 //!   [`TokenizerConfig::build`] turns it into a [`TokenizerImpl`], the run-time face, an enum of the
 //!   built-ins that forwards every call with one `match`.
 //!
 //! # Example
 //! ```
+//! use stagewise_core::{Ctx, Stage, Tokens};
 //! use stagewise_tokenizer::{Tokenizer, TokenizerConfig};
 //!
 //! let config: TokenizerConfig = serde_json::from_str(r#"{ "kind": "word" }"#)?;
 //! let tokenizer = config.build()?;
 //! let tokens = tokenizer.tokenize("The  cat\tSAT.\n")?;
-//! assert_eq!(tokens, ["the", "cat", "sat."]);
+//! assert_eq!(tokens.to_vec(), ["the", "cat", "sat."]);
 //! assert_eq!(tokenizer.decode(&tokens), "the cat sat.");
+//!
+//! // `run` reuses one buffer: it clears it and keeps its capacity.
+//! let mut out = Tokens::new();
+//! tokenizer.run("One line", &mut out, &Ctx::seq())?;
+//! tokenizer.run("ANOTHER", &mut out, &Ctx::seq())?;
+//! assert_eq!(out.to_vec(), ["another"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -31,31 +41,33 @@ mod word;
 pub use config::{TokenizerConfig, TokenizerImpl};
 pub use word::WordTokenizer;
 
-use stagewise_core::{Ctx, Result, Stage};
+use stagewise_core::{Ctx, Result, Stage, Tokens};
 
-/// The contract of the tokenize box: a [`Stage`] from text to tokens, plus the inverse direction.
+/// The contract of the tokenize box: a [`Stage`] from text to [`Tokens`], plus the inverse
+/// direction.
 ///
-/// `run` must clear `out` and push the tokens of `input` in order; `prepare` has nothing to size
-/// (the token count depends on the text), so implementations usually accept any
-/// [`Dims`](stagewise_core::Dims) and leave `out` alone. Because this box runs once over the corpus and
-/// not per training cycle, `run` may allocate (each token is an owned `String`).
+/// `run` must clear `out` and append the tokens of `input` in order. There is nothing to
+/// `prepare` (the token count depends on the text): keep [`Stage::prepare`]'s default. This box
+/// runs once over the corpus, not per training cycle, so `run` may allocate, but writing
+/// into `out`'s arena (with [`Tokens::push_with`]) rather than building a `String` per token
+/// keeps the corpus's tokens in a few large buffers.
 ///
-/// Required: [`Stage`]'s methods and [`decode`](Tokenizer::decode); [`tokenize`](Tokenizer::tokenize)
-/// has a default built on `run`.
-pub trait Tokenizer: for<'a> Stage<Input<'a> = &'a str, Output = Vec<String>> {
+/// Required: [`Stage`]'s `name` and `run`, and [`decode`](Tokenizer::decode);
+/// [`tokenize`](Tokenizer::tokenize) has a default built on `run`.
+pub trait Tokenizer: for<'a> Stage<Input<'a> = &'a str, Output = Tokens> {
     /// Turns tokens back into text, for the output box (generation) and for round-trip tests.
     ///
     /// `decode(tokenize(text))` need not give `text` back (a lossy tokenizer such as
     /// [`WordTokenizer`] loses case and spacing), but it must be text that tokenizes to the same
     /// tokens.
-    fn decode(&self, tokens: &[String]) -> String;
+    fn decode(&self, tokens: &Tokens) -> String;
 
-    /// Tokenizes `text` into a fresh vector: the convenient form of `run` for one-off calls (a
-    /// prompt, a test) where there is no buffer to reuse.
+    /// Tokenizes `text` into a fresh list: the convenient form of `run` for one-off calls (the
+    /// corpus, a prompt, a test) where there is no buffer to reuse.
     ///
     /// Returns a `Result` because `run` does: a user's tokenizer may reject its input.
-    fn tokenize(&self, text: &str) -> Result<Vec<String>> {
-        let mut out = Vec::new();
+    fn tokenize(&self, text: &str) -> Result<Tokens> {
+        let mut out = Tokens::new();
         self.run(text, &mut out, &Ctx::seq())?;
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! The seed's tokenizer: lower-case, then split on whitespace.
 
 use crate::Tokenizer;
-use stagewise_core::{Ctx, Dims, Result, Stage};
+use stagewise_core::{Ctx, Result, Stage, Tokens};
 
 /// Lower-cases the text with [`str::to_lowercase`], then splits it on Unicode whitespace with
 /// [`str::split_whitespace`]: exactly what torchtext's `Field(lower=True)` and Python's
@@ -27,30 +27,55 @@ impl WordTokenizer {
 
 impl Stage for WordTokenizer {
     type Input<'a> = &'a str;
-    type Output = Vec<String>;
+    type Output = Tokens;
 
     fn name(&self) -> &str {
         Self::NAME
     }
 
-    /// Nothing to size: the number of tokens depends on the text.
-    fn prepare(&mut self, _dims: &Dims, _out: &mut Vec<String>) -> Result<()> {
-        Ok(())
-    }
-
-    /// Clears `out` and pushes the lower-cased whitespace-separated words of `input`. Never fails.
-    fn run(&self, input: &str, out: &mut Vec<String>, _cx: &Ctx) -> Result<()> {
+    /// Clears `out` and appends the lower-cased whitespace-separated words of `input`. Never fails.
+    ///
+    /// Gives exactly `input.to_lowercase().split_whitespace()`, without lower-casing the whole
+    /// text into a copy first: it splits `input` itself and lower-cases each word into `out`'s
+    /// arena. The two agree because lower-casing maps whitespace to itself and nothing else to
+    /// whitespace, and because the one context-sensitive mapping (a capital sigma becomes `ς` at
+    /// the end of a word) looks only across letters and case-ignorable characters, never across
+    /// whitespace; the tests check both over every `char`.
+    fn run(&self, input: &str, out: &mut Tokens, _cx: &Ctx) -> Result<()> {
         out.clear();
-        // Lower-case the whole text first, as Python does: `to_lowercase` is context sensitive
-        // (a final capital sigma becomes `ς`) and lower-casing never creates or removes whitespace.
-        out.extend(input.to_lowercase().split_whitespace().map(str::to_owned));
+        for word in input.split_whitespace() {
+            if word.is_ascii() {
+                out.push_with(|arena| {
+                    let start = arena.len();
+                    arena.push_str(word);
+                    arena[start..].make_ascii_lowercase();
+                });
+            } else if word.contains(CAPITAL_SIGMA) {
+                // `str::to_lowercase` knows the final-sigma rule; `char::to_lowercase` does not.
+                // Rare enough (Greek capitals) that the temporary `String` does not matter.
+                out.push(&word.to_lowercase());
+            } else {
+                out.push_with(|arena| arena.extend(word.chars().flat_map(char::to_lowercase)));
+            }
+        }
         Ok(())
     }
 }
 
+/// The only character [`str::to_lowercase`] maps depending on its neighbours (`ς` at a word's
+/// end, `σ` elsewhere).
+const CAPITAL_SIGMA: char = '\u{3a3}';
+
 impl Tokenizer for WordTokenizer {
-    fn decode(&self, tokens: &[String]) -> String {
-        tokens.join(" ")
+    fn decode(&self, tokens: &Tokens) -> String {
+        let mut text = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
+        for (i, token) in tokens.iter().enumerate() {
+            if i > 0 {
+                text.push(' ');
+            }
+            text.push_str(token);
+        }
+        text
     }
 }
 
@@ -59,7 +84,7 @@ mod tests {
     use super::*;
 
     fn words(text: &str) -> Vec<String> {
-        WordTokenizer.tokenize(text).expect("word tokenizer never fails")
+        WordTokenizer.tokenize(text).expect("word tokenizer never fails").to_vec()
     }
 
     #[test]
@@ -80,20 +105,55 @@ mod tests {
         );
         // U+200B zero-width space is not whitespace (Python agrees), so it stays inside the token.
         assert_eq!(words("a\u{200b}b"), ["a\u{200b}b"]);
+        // A case-ignorable character (U+0027 apostrophe, U+00AD soft hyphen) does not hide the
+        // letters after a sigma; U+0130 lower-cases to two chars.
+        assert_eq!(
+            words("A\u{3a3}'A A\u{3a3}\u{ad} \u{130}X"),
+            ["a\u{3c3}'a", "a\u{3c2}\u{ad}", "i\u{307}x"]
+        );
+    }
+
+    #[test]
+    fn lower_casing_never_creates_moves_or_removes_whitespace() {
+        // What makes splitting before lower-casing equal to splitting after: checked over every
+        // char, so a Unicode update in `std` that broke it would fail here.
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            let lower: String = c.to_lowercase().collect();
+            if c.is_whitespace() {
+                assert_eq!(lower, c.to_string(), "whitespace {c:?} changes when lower-cased");
+                // The final-sigma context stops at whitespace: it is neither cased nor
+                // case-ignorable, so a sigma on one side of it never sees the other side.
+                let after_word = format!("A{c}\u{3a3}").to_lowercase();
+                assert_eq!(after_word, format!("a{c}\u{3c3}"), "{c:?}");
+                let before_word = format!("A\u{3a3}{c}A").to_lowercase();
+                assert_eq!(before_word, format!("a\u{3c2}{c}a"), "{c:?}");
+            } else {
+                assert!(!lower.chars().any(char::is_whitespace), "{c:?} lower-cases to whitespace");
+            }
+        }
+    }
+
+    #[test]
+    fn matches_lower_casing_the_whole_text() {
+        let text =
+            "\u{3a3}\u{3a3} A\u{3a3} \u{3a3}A\u{3a3}\u{2028}X\u{3a3}\u{300} \u{10400}\u{3a3}\tÉ\u{3a3}É";
+        let whole: Vec<String> = text.to_lowercase().split_whitespace().map(String::from).collect();
+        assert_eq!(words(text), whole);
     }
 
     #[test]
     fn run_clears_the_output_buffer() {
-        let mut out = vec!["stale".to_owned()];
+        let mut out = Tokens::from(&["stale"][..]);
         WordTokenizer.run("fresh words", &mut out, &Ctx::seq()).expect("never fails");
-        assert_eq!(out, ["fresh", "words"]);
+        assert_eq!(out.to_vec(), ["fresh", "words"]);
     }
 
     #[test]
     fn decode_joins_with_single_spaces() {
-        let tokens = words("Hello,\t\tWorld !");
+        let tokens = WordTokenizer.tokenize("Hello,\t\tWorld !").expect("never fails");
         assert_eq!(WordTokenizer.decode(&tokens), "hello, world !");
-        assert_eq!(WordTokenizer.decode(&[]), "");
+        assert_eq!(WordTokenizer.decode(&Tokens::new()), "");
+        assert_eq!(WordTokenizer.decode(&Tokens::from(&["", "a", ""][..])), " a ");
         assert_eq!(WordTokenizer.name(), "word");
     }
 }

@@ -1,7 +1,7 @@
 //! Property tests of the tokenize box, run against every built-in through the run-time enum.
 
 use proptest::prelude::*;
-use stagewise_core::{Ctx, Stage};
+use stagewise_core::{Ctx, Stage, Tokens};
 use stagewise_tokenizer::{Tokenizer, TokenizerConfig, TokenizerImpl, WordTokenizer};
 
 /// Every built-in, so each property is checked for all of them.
@@ -41,7 +41,7 @@ proptest! {
     #[test]
     fn tokens_are_non_empty_and_contain_no_whitespace(text in text()) {
         for t in all_tokenizers() {
-            for token in t.tokenize(&text)? {
+            for token in &t.tokenize(&text)? {
                 prop_assert!(!token.is_empty(), "{}: empty token", t.name());
                 prop_assert!(!token.chars().any(char::is_whitespace), "{}: {:?}", t.name(), token);
             }
@@ -63,9 +63,15 @@ proptest! {
     }
 
     #[test]
+    fn matches_lower_casing_then_splitting_the_whole_text(text in text()) {
+        let expected: Vec<String> = text.to_lowercase().split_whitespace().map(String::from).collect();
+        prop_assert_eq!(WordTokenizer.tokenize(&text)?.to_vec(), expected);
+    }
+
+    #[test]
     fn run_into_a_reused_buffer_matches_tokenize(a in text(), b in text()) {
         for t in all_tokenizers() {
-            let mut out = Vec::new();
+            let mut out = Tokens::new();
             t.run(&a, &mut out, &Ctx::seq())?;
             t.run(&b, &mut out, &Ctx::seq())?;
             prop_assert_eq!(out, t.tokenize(&b)?, "{}", t.name());
@@ -83,6 +89,6 @@ fn tokens_match_python_lower_split_on_literal_examples() {
         ("<unk> is a TOKEN", &["<unk>", "is", "a", "token"]),
     ];
     for (text, expected) in cases {
-        assert_eq!(WordTokenizer.tokenize(text).expect("never fails"), *expected, "{text:?}");
+        assert_eq!(WordTokenizer.tokenize(text).expect("never fails").to_vec(), *expected, "{text:?}");
     }
 }

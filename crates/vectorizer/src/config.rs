@@ -2,7 +2,7 @@
 
 use crate::{Vectorizer, Vocab, VocabTrainer, VocabVectorizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::Result;
+use stagewise_core::{Result, Tokens};
 use std::path::Path;
 
 /// Which vectorizer to use and how to fit it, as written in the config file (`[vectorizer]`
@@ -40,8 +40,10 @@ impl VectorizerConfig {
         }
     }
 
-    /// Fits the configured vectorizer to the training tokens and returns it ready to run.
-    pub fn fit(&self, tokens: &[String]) -> Result<VectorizerImpl> {
+    /// Fits the configured vectorizer to the training tokens (a `&Tokens`, or any iterator of
+    /// `&str`, such as the first part of a token list) and returns it ready to run. The settings
+    /// are checked before any token is read.
+    pub fn fit<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) -> Result<VectorizerImpl> {
         match self {
             VectorizerConfig::Vocab { max_size } => {
                 VocabTrainer::new(*max_size).fit(tokens).map(VectorizerImpl::Vocab)
@@ -103,12 +105,12 @@ impl From<VocabVectorizer> for VectorizerImpl {
 }
 
 stagewise_core::delegate_stage!(impl[] Stage for VectorizerImpl { Vocab }
-    input<'a> = &'a [String]; output = Vec<u32>;);
+    input<'a> = &'a Tokens; output = Vec<u32>;);
 
 impl Vectorizer for VectorizerImpl {
-    fn decode(&self, ids: &[u32]) -> Result<Vec<String>> {
+    fn decode(&self, ids: &[u32], out: &mut Tokens) -> Result<()> {
         match self {
-            VectorizerImpl::Vocab(v) => v.decode(ids),
+            VectorizerImpl::Vocab(v) => v.decode(ids, out),
         }
     }
 
@@ -124,7 +126,7 @@ impl Vectorizer for VectorizerImpl {
         }
     }
 
-    fn vectorize(&self, tokens: &[String]) -> Result<Vec<u32>> {
+    fn vectorize(&self, tokens: &Tokens) -> Result<Vec<u32>> {
         match self {
             VectorizerImpl::Vocab(v) => v.vectorize(tokens),
         }
@@ -159,13 +161,13 @@ mod tests {
     fn validate_and_fit_reject_a_tiny_max_size() {
         let cfg = VectorizerConfig::Vocab { max_size: 1 };
         assert!(matches!(cfg.validate(), Err(Error::Config { .. })));
-        assert!(matches!(cfg.fit(&[]), Err(Error::Config { .. })));
+        assert!(matches!(cfg.fit(&Tokens::new()), Err(Error::Config { .. })));
         assert!(VectorizerConfig::default().validate().is_ok());
     }
 
     #[test]
     fn fit_forwards_to_the_trainer() {
-        let tokens: Vec<String> = "b a b".split(' ').map(String::from).collect();
+        let tokens: Tokens = "b a b".split(' ').collect();
         let v = VectorizerConfig::default().fit(&tokens).expect("fits");
         assert_eq!((v.name(), v.vocab_size(), v.id_of("b"), v.id_of("a")), ("vocab", 3, 1, 2));
         let direct = VocabTrainer::default().fit(&tokens).expect("fits");
@@ -174,7 +176,7 @@ mod tests {
 
     #[test]
     fn json_text_round_trips_and_bad_text_names_its_source() {
-        let tokens: Vec<String> = "b a b c".split(' ').map(String::from).collect();
+        let tokens: Tokens = "b a b c".split(' ').collect();
         let config = VectorizerConfig::default();
         let v = config.fit(&tokens).expect("fits");
         assert_eq!(config.from_json(&v.to_json(), "ckpt").expect("parses"), v);

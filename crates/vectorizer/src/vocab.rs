@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 use stagewise_core::{Error, Result};
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The token that stands for every token the vocabulary does not contain. Always at id 0.
 ///
@@ -197,22 +196,11 @@ impl Vocab {
         Self::validated(file.tokens, file.counts, context)
     }
 
-    /// Writes the vocabulary to `path` as JSON ([`Vocab::to_json`]), atomically: the text goes to
-    /// a temporary file next to `path` that is then renamed over it, so a crash never leaves a
-    /// truncated vocabulary behind.
+    /// Writes the vocabulary to `path` as JSON ([`Vocab::to_json`]), atomically
+    /// ([`stagewise_core::write_atomically`]): a crash never leaves a truncated vocabulary behind.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let written = write_synced(&tmp, self.to_json().as_bytes())
-            .map_err(|e| Error::io(&tmp, e))
-            .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-        if written.is_err() {
-            // Best effort: the original error is the one worth reporting.
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        stagewise_core::write_atomically(path, self.to_json().as_bytes()).map_err(|e| Error::io(path, e))
     }
 
     /// Reads a vocabulary written by [`Vocab::save`]. Every error names the file and what is
@@ -226,13 +214,6 @@ impl Vocab {
         })?;
         Self::from_json(&text, &path.display().to_string())
     }
-}
-
-/// Creates `path`, writes `bytes` and flushes them to disk before returning.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! The built-in vectorizer: one hash lookup per token in a fitted [`Vocab`].
 
 use crate::{Vectorizer, Vocab};
-use stagewise_core::{Ctx, Dims, Error, Result, Stage};
+use stagewise_core::{Ctx, Error, Result, Stage, Tokens};
 use std::path::Path;
 
 /// Maps each token to its id in a [`Vocab`], unknown tokens to [`UNK_ID`](crate::UNK_ID) (0).
 ///
-/// Made by [`VocabTrainer::fit`](crate::VocabTrainer::fit) from the training tokens, or from a
-/// saved vocabulary with [`VocabVectorizer::load`]; it cannot exist without its vocabulary.
+/// Made by a [`VocabTrainer`](crate::VocabTrainer) from the training tokens, or from a saved
+/// vocabulary with [`VocabVectorizer::load`]; it cannot exist without its vocabulary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VocabVectorizer {
     vocab: Vocab,
@@ -50,25 +50,15 @@ impl From<Vocab> for VocabVectorizer {
 }
 
 impl Stage for VocabVectorizer {
-    type Input<'a> = &'a [String];
+    type Input<'a> = &'a Tokens;
     type Output = Vec<u32>;
 
     fn name(&self) -> &str {
         Self::NAME
     }
 
-    /// Nothing to size (the id count is the token count), but checks `dims.vocab` against the
-    /// vocabulary: the embedding and output layers are sized by it, and a mismatch would make
-    /// ids index the wrong rows.
-    fn prepare(&mut self, dims: &Dims, _out: &mut Vec<u32>) -> Result<()> {
-        if dims.vocab != self.vocab.len() {
-            return Err(Error::shape("dims.vocab (vocabulary size)", self.vocab.len(), dims.vocab));
-        }
-        Ok(())
-    }
-
     /// Clears `out` and pushes the id of each token of `input`, 0 for unknown ones. Never fails.
-    fn run(&self, input: &[String], out: &mut Vec<u32>, _cx: &Ctx) -> Result<()> {
+    fn run(&self, input: &Tokens, out: &mut Vec<u32>, _cx: &Ctx) -> Result<()> {
         out.clear();
         out.extend(input.iter().map(|token| self.vocab.id_of(token)));
         Ok(())
@@ -76,17 +66,20 @@ impl Stage for VocabVectorizer {
 }
 
 impl Vectorizer for VocabVectorizer {
-    fn decode(&self, ids: &[u32]) -> Result<Vec<String>> {
-        ids.iter()
-            .map(|&id| {
-                self.vocab.token(id).map(str::to_owned).ok_or_else(|| {
-                    Error::data(
-                        "vectorizer \"vocab\": decode",
-                        format!("id {id} is out of range for a vocabulary of {} ids", self.vocab.len()),
-                    )
-                })
-            })
-            .collect()
+    /// On error `out` is left empty rather than half decoded.
+    fn decode(&self, ids: &[u32], out: &mut Tokens) -> Result<()> {
+        out.clear();
+        for &id in ids {
+            let Some(token) = self.vocab.token(id) else {
+                out.clear();
+                return Err(Error::data(
+                    "vectorizer \"vocab\": decode",
+                    format!("id {id} is out of range for a vocabulary of {} ids", self.vocab.len()),
+                ));
+            };
+            out.push(token);
+        }
+        Ok(())
     }
 
     fn vocab_size(&self) -> usize {
@@ -110,24 +103,29 @@ mod tests {
     #[test]
     fn encodes_unknown_tokens_and_literal_unk_as_zero() {
         let v = vectorizer();
-        let ids = v.vectorize(&["cat", "dog", "the", "<unk>"].map(String::from)).expect("never fails");
+        let ids = v.vectorize(&Tokens::from(&["cat", "dog", "the", "<unk>"][..])).expect("never fails");
         assert_eq!(ids, [2, 0, 1, 0]);
-        assert_eq!(v.decode(&ids).expect("in range"), ["cat", "<unk>", "the", "<unk>"]);
+        let mut out = Tokens::from(&["stale"][..]);
+        v.decode(&ids, &mut out).expect("in range");
+        assert_eq!(out.to_vec(), ["cat", "<unk>", "the", "<unk>"]);
         assert_eq!(v.name(), "vocab");
     }
 
     #[test]
-    fn decoding_an_out_of_range_id_is_an_error() {
-        let err = vectorizer().decode(&[1, 3]).expect_err("3 >= V");
+    fn decoding_an_out_of_range_id_is_an_error_and_leaves_the_output_empty() {
+        let mut out = Tokens::from(&["stale"][..]);
+        let err = vectorizer().decode(&[1, 3], &mut out).expect_err("3 >= V");
         assert!(err.to_string().contains("id 3 is out of range for a vocabulary of 3 ids"), "{err}");
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
-    fn prepare_checks_the_vocabulary_size() {
-        let mut v = vectorizer();
-        let mut dims = Dims { vocab: 3, embed: 4, hidden: 4, batch: 2, seq_len: 5, params: 0 };
-        v.prepare(&dims, &mut Vec::new()).expect("sizes agree");
-        dims.vocab = 4;
-        assert!(matches!(v.prepare(&dims, &mut Vec::new()), Err(Error::Shape { .. })));
+    fn run_reuses_the_output_buffer() {
+        let v = vectorizer();
+        let mut out = vec![7, 7, 7, 7, 7];
+        v.run(&Tokens::from(&["the", "cat"][..]), &mut out, &Ctx::seq()).expect("never fails");
+        assert_eq!(out, [1, 2]);
+        v.run(&Tokens::new(), &mut out, &Ctx::seq()).expect("never fails");
+        assert!(out.is_empty());
     }
 }

@@ -1,8 +1,10 @@
 //! Property tests of the vectorize box, and file round trips and errors.
 
 use proptest::prelude::*;
-use stagewise_core::{Ctx, Error, Stage};
-use stagewise_vectorizer::{UNK, Vectorizer, VectorizerConfig, Vocab, VocabTrainer, VocabVectorizer};
+use stagewise_core::{Ctx, Error, Stage, Tokens};
+use stagewise_vectorizer::{
+    UNK, Vectorizer, VectorizerConfig, VectorizerTrainer, Vocab, VocabTrainer, VocabVectorizer,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +22,20 @@ fn corpus() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(prop_oneof![8 => "[a-dA-Dé]{1,2}", 1 => Just(UNK.to_owned())], 0..300)
 }
 
+/// The arena form of a token list.
+fn tokens_of(list: &[String]) -> Tokens {
+    list.iter().map(String::as_str).collect()
+}
+
 fn fit(tokens: &[String], max_size: usize) -> Result<VocabVectorizer, TestCaseError> {
-    Ok(VocabTrainer::new(max_size).fit(tokens)?)
+    Ok(VocabTrainer::new(max_size).fit(&tokens_of(tokens))?)
+}
+
+/// Decodes into a fresh list.
+fn decode(v: &impl Vectorizer, ids: &[u32]) -> stagewise_core::Result<Tokens> {
+    let mut out = Tokens::new();
+    v.decode(ids, &mut out)?;
+    Ok(out)
 }
 
 /// The vocabulary the spec describes, computed the slow obvious way with ordered maps.
@@ -50,7 +64,7 @@ proptest! {
         let v = fit(&tokens, max_size)?;
         let distinct = tokens.iter().filter(|t| t.as_str() != UNK).collect::<BTreeSet<_>>().len();
         prop_assert_eq!(v.vocab_size(), (distinct + 1).min(max_size));
-        let ids = v.vectorize(v.vocab().tokens())?;
+        let ids = v.vectorize(&tokens_of(v.vocab().tokens()))?;
         prop_assert_eq!(ids, (0..v.vocab_size() as u32).collect::<Vec<_>>());
     }
 
@@ -62,7 +76,8 @@ proptest! {
     ) {
         let v = fit(&tokens, max_size)?;
         let ids: Vec<u32> = raw.iter().map(|&i| i % v.vocab_size() as u32).collect();
-        let decoded = v.decode(&ids)?;
+        let decoded = decode(&v, &ids)?;
+        prop_assert_eq!(decoded.len(), ids.len());
         prop_assert_eq!(v.vectorize(&decoded)?, ids);
     }
 
@@ -72,7 +87,7 @@ proptest! {
         prop_assert_eq!(v.id_of(&unseen), 0);
         prop_assert_eq!(v.id_of(UNK), 0);
         // Every training token either keeps its own id or, if cut by max_size, maps to 0.
-        for (token, id) in tokens.iter().zip(v.vectorize(&tokens)?) {
+        for (token, id) in tokens.iter().zip(v.vectorize(&tokens_of(&tokens))?) {
             let kept = v.vocab().tokens().iter().position(|t| t == token);
             prop_assert_eq!(id as usize, kept.unwrap_or(0));
         }
@@ -92,6 +107,30 @@ proptest! {
     }
 
     #[test]
+    fn feeding_in_pieces_in_any_order_gives_the_same_vocabulary(
+        (tokens, shuffled) in corpus().prop_flat_map(|t| (Just(t.clone()), Just(t).prop_shuffle())),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        max_size in 2usize..30,
+    ) {
+        // The shuffled multiset, cut at arbitrary points (empty pieces included) and fed piece
+        // by piece, some pieces as a `Tokens`, others as plain `&str` iterators.
+        let mut bounds: Vec<usize> = cuts.iter().map(|i| i.index(shuffled.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(shuffled.len());
+        bounds.sort_unstable();
+        let mut trainer = VocabTrainer::new(max_size);
+        for (n, pair) in bounds.windows(2).enumerate() {
+            let piece = &shuffled[pair[0]..pair[1]];
+            if n % 2 == 0 {
+                trainer.feed(&tokens_of(piece))?;
+            } else {
+                trainer.feed(piece.iter().map(String::as_str))?;
+            }
+        }
+        prop_assert_eq!(trainer.finish()?, fit(&tokens, max_size)?);
+    }
+
+    #[test]
     fn save_then_load_round_trips(tokens in corpus(), max_size in 2usize..30) {
         let v = fit(&tokens, max_size)?;
         let path = temp_path("vocab.json");
@@ -105,15 +144,18 @@ proptest! {
     fn run_into_a_reused_buffer_matches_vectorize(tokens in corpus(), a in corpus(), b in corpus()) {
         let v = fit(&tokens, 10)?;
         let mut out = Vec::new();
-        v.run(&a, &mut out, &Ctx::seq())?;
-        v.run(&b, &mut out, &Ctx::seq())?;
-        prop_assert_eq!(out, v.vectorize(&b)?);
+        v.run(&tokens_of(&a), &mut out, &Ctx::seq())?;
+        v.run(&tokens_of(&b), &mut out, &Ctx::seq())?;
+        prop_assert_eq!(out, v.vectorize(&tokens_of(&b))?);
+        let mut decoded = tokens_of(&a);
+        v.decode(&v.vectorize(&tokens_of(&b))?, &mut decoded)?;
+        prop_assert_eq!(decoded, decode(&v, &v.vectorize(&tokens_of(&b))?)?);
     }
 }
 
 #[test]
 fn config_fit_save_and_load_round_trip() {
-    let tokens: Vec<String> = "to be or not to be".split(' ').map(String::from).collect();
+    let tokens: Tokens = "to be or not to be".split(' ').collect();
     let cfg = VectorizerConfig::Vocab { max_size: 4 };
     let v = cfg.fit(&tokens).expect("fits");
     let path = temp_path("config.json");
@@ -122,7 +164,10 @@ fn config_fit_save_and_load_round_trip() {
     let text = std::fs::read_to_string(&path).expect("readable");
     std::fs::remove_file(&path).ok();
     assert_eq!(loaded, v);
-    assert_eq!(loaded.decode(&[0, 1, 2, 3]).expect("in range"), ["<unk>", "be", "to", "not"]);
+    assert_eq!(decode(&loaded, &[0, 1, 2, 3]).expect("in range").to_vec(), ["<unk>", "be", "to", "not"]);
+    // Fitting on the first part of a token list (a training split) needs no copy of it.
+    let prefix = cfg.fit(tokens.iter().take(4)).expect("fits");
+    assert_eq!(prefix, cfg.fit(&Tokens::from(&["to", "be", "or", "not"][..])).expect("fits"));
     // The file is self-describing and its version comes first.
     assert!(text.trim_start().starts_with("{\n  \"version\": 1,\n  \"kind\": \"vocab\""), "{text}");
 }
