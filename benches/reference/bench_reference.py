@@ -36,6 +36,14 @@ import resource
 import sys
 import time
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    raise SystemExit(
+        "error: bench_reference.py reads the sizes from configs/*.toml and needs Python >= 3.11 "
+        f"(tomllib); this is Python {sys.version.split()[0]}"
+    ) from None
+
 import torch
 import torch.nn.functional as F
 
@@ -45,23 +53,11 @@ from lstm_lm import Corpus, LstmLm, batchify, detach_hidden, windows  # noqa: E4
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-# The sizes of configs/seed.toml and configs/large.toml, used when this Python has no tomllib (< 3.11).
-BUILTIN = {
-    "seed": {"emb": 100, "hidden": 128, "batch": 32, "bptt": 64, "vocab": 10000, "lr": 1e-3, "seed": 0},
-    "large": {"emb": 256, "hidden": 512, "batch": 64, "bptt": 64, "vocab": 10000, "lr": 1e-3, "seed": 0},
-}
-
 
 def load_config(spec: str) -> tuple[str, dict]:
     """``seed``/``large`` (configs/NAME.toml) or a path to a Stagewise TOML config -> (name, sizes)."""
     path = spec if spec.endswith(".toml") else os.path.join(ROOT, "configs", spec + ".toml")
     name = os.path.splitext(os.path.basename(path))[0]
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        if name in BUILTIN:
-            return name, dict(BUILTIN[name], data=None)
-        raise SystemExit(f"error: reading {path} needs Python >= 3.11 (tomllib)")
     with open(path, "rb") as f:
         c = tomllib.load(f)
     # Defaults are the seed configuration's, as in crates/pipeline/src/config.rs.

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the repository's task runner.
 //!
-//! A tiny std + clap + sha2 binary (see STYLE.md section 6, "The cargo-xtask convention"):
+//! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
+//! convention"):
 //!
 //! - `cargo xtask train|parity|generate|eval [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
@@ -9,13 +10,13 @@
 //! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpus
 //!   `data/shakespeare.txt`; see [`data`].
 //! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
-//!   tokens/s, MFU and peak memory, side by side with PyTorch; see [`bench`].
+//!   tokens/s, MFU and peak memory, side by side with PyTorch, by running the `stagewise` binary's
+//!   hidden `bench-*` commands; see [`mod@bench`].
 //!
 //! Invoked through the alias in `.cargo/config.toml`.
 
 mod bench;
 mod data;
-mod flat_json;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -1,10 +1,13 @@
-//! Throughput measurements for `cargo xtask bench` (issue 3): the machine's f32 GEMM rate through
-//! faer (and through the head's packed kernel), and tokens/s of training or forward-only inference on a real corpus.
+//! Throughput measurements for `cargo xtask bench`: the machine's f32 GEMM rate through faer (and
+//! through the head's packed kernel), and tokens/s of training or forward-only inference on a real
+//! corpus; and, in [`report`], the report built from them.
 //!
 //! Each measurement runs in its own `stagewise bench-gemm` / `stagewise bench-run` process, so
 //! the peak resident memory reported is that of one run. The results are printed as one flat JSON
-//! line, which `cargo xtask bench` collects; these are not unit tests (timing belongs in
-//! benchmarks).
+//! line, which `cargo xtask bench` collects into a samples file for `stagewise bench-report`;
+//! these are not unit tests (timing belongs in benchmarks).
+
+pub mod report;
 
 use crate::config::Config;
 use crate::data::Batched;
@@ -20,7 +23,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// Which matrix product `bench-gemm` times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GemmKernel {
     /// `[N, N]×[N, N]` through faer ([`stagewise_kernels::matrix::gemm`]): the practical peak that
@@ -120,7 +123,7 @@ pub fn run_gemm(kernel: GemmKernel, size: usize, threads: usize, repeats: usize)
 }
 
 /// What `bench-run` measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BenchMode {
     /// Whole training cycles: embed, forward, loss, backward, Adam update (`Model::train_window`).

@@ -6,12 +6,12 @@
 //! - [`config`]: the TOML run configuration, one table per box, strict about unknown keys.
 //! - [`data`]: corpus reading, the train/test split, batching into streams and BPTT windows, and
 //!   the unigram baseline.
-//! - [`model`]: [`Model`](model::Model), the cycle `embed -> forward -> loss -> backward -> update`,
+//! - [`model`]: [`Model`], the cycle `embed -> forward -> loss -> backward -> update`,
 //!   generic over every box so your own type can replace any of them ([`Model::builder`]).
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
-//! - [`bench`]: GEMM and tokens/s measurements behind `cargo xtask bench`.
+//! - [`mod@bench`]: GEMM and tokens/s measurements behind `cargo xtask bench`, and their report.
 //!
 //! The `stagewise` binary (`cargo xtask train`) is a thin command line over these.
 

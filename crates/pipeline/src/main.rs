@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use stagewise_core::{Ctx, Error, Mode, Result, par_for_threads};
 use stagewise_pipeline::Model;
+use stagewise_pipeline::bench::report::Report;
 use stagewise_pipeline::bench::{BenchMode, GemmKernel, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command};
@@ -44,6 +45,10 @@ enum Command {
     /// Time training or inference windows; prints one JSON line (used by `cargo xtask bench`).
     #[command(hide = true)]
     BenchRun(BenchRunArgs),
+    /// Summarise the samples `cargo xtask bench` records: prints the tables, writes the JSON
+    /// report and the docs section (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchReport(BenchReportArgs),
 }
 
 #[derive(clap::Args)]
@@ -82,6 +87,24 @@ struct BenchRunArgs {
     /// Untimed warm-up windows first.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+}
+
+#[derive(clap::Args)]
+struct BenchReportArgs {
+    /// The samples file: one JSON object per line, a `context` record and the `gemm` and `run`
+    /// lines of the children (see `stagewise_pipeline::bench::report`).
+    #[arg(long, value_name = "FILE")]
+    samples: PathBuf,
+    /// Also write the JSON report to FILE (its directory is created).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// The markdown file whose `<!-- bench:start -->` ... `<!-- bench:end -->` section is
+    /// rewritten (appended when the markers are missing).
+    #[arg(long, value_name = "FILE", default_value = "docs/results.md")]
+    docs: PathBuf,
+    /// Leave the markdown file alone.
+    #[arg(long, conflicts_with = "docs")]
+    no_docs: bool,
 }
 
 #[derive(clap::Args)]
@@ -240,6 +263,20 @@ fn run_bench_run(args: BenchRunArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_bench_report(args: BenchReportArgs) -> Result<()> {
+    let report = Report::load(&args.samples)?;
+    print!("{}", report.console());
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+        println!("wrote {}", path.display());
+    }
+    if !args.no_docs {
+        report.update_docs(&args.docs)?;
+        println!("updated {}", args.docs.display());
+    }
+    Ok(())
+}
+
 fn json_line(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::data("bench report", e.to_string()))
 }
@@ -253,6 +290,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => run_eval(a).map(|()| true),
         Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
         Command::BenchRun(a) => run_bench_run(a).map(|()| true),
+        Command::BenchReport(a) => run_bench_report(a).map(|()| true),
     };
     exit_code(result)
 }
