@@ -3,25 +3,30 @@
 
 The computation is done in float64 with initial parameters that are first
 rounded to float32, so the stored float32 initial values are exactly what the
-computation used.  Outputs are cast to float32 for storage.
+computation used.  Outputs are cast to float32 for storage, or, with
+``--dtype float64``, stored in float64 as computed: ``stagewise parity`` then
+runs the whole check in f64 and should agree to about 1e-12.
 
-Tensors in the file (V=vocab, E=emb, H=hidden, B=batch, T=bptt):
+Tensors in the file (V=vocab, E=emb, H=hidden, B=batch, T=bptt; "float"
+is float32, or float64 with ``--dtype float64``):
 
-    <name>            float32  initial parameter, for each state_dict name
+    <name>            float    initial parameter, for each state_dict name
     inputs            int64    [B, T]  (batch-first; transpose -> [T, B])
     targets           int64    [B, T]
-    loss              float32  [1]     mean CE over all B*T tokens
-    grad.<name>       float32  d loss / d <name> at the initial parameters
-    step{k}.<name>    float32  parameters after k Adam steps, k = 1..adam_steps
+    loss              float    [1]     mean CE over all B*T tokens
+    grad.<name>       float    d loss / d <name> at the initial parameters
+    step{k}.<name>    float    parameters after k Adam steps, k = 1..adam_steps
                                (each step: zero hidden, forward, loss, backward
                                on the same batch, then Adam)
 
-Metadata: lr, adam_steps, format = "stagewise-parity-v1" (plus the sizes and
-seed, for information).
+Metadata: lr, adam_steps, format = "stagewise-parity-v1", dtype (plus the
+sizes and seed, for information).
 
-Example:
+Examples (the two committed fixtures):
     python benches/reference/make_parity_fixture.py \
         --out crates/pipeline/tests/fixtures/parity_small.safetensors
+    python benches/reference/make_parity_fixture.py --dtype float64 \
+        --out crates/pipeline/tests/fixtures/parity_small_f64.safetensors
 """
 
 from __future__ import annotations
@@ -63,9 +68,10 @@ def build(args) -> Dict[str, torch.Tensor]:
     for name, p in params.items():
         assert torch.equal(p.detach().float().double(), p.detach()), name
 
+    store = torch.float64 if args.dtype == "float64" else torch.float32
     out: Dict[str, torch.Tensor] = {}
     for name in PARAM_NAMES:
-        out[name] = params[name].detach().float().contiguous()
+        out[name] = params[name].detach().to(store).clone().contiguous()
     out["inputs"] = inputs.contiguous()
     out["targets"] = targets.contiguous()
 
@@ -75,19 +81,19 @@ def build(args) -> Dict[str, torch.Tensor]:
         loss = loss_fn(model, inputs, targets)
         loss.backward()
         if k == 1:
-            out["loss"] = loss.detach().reshape(1).float()
+            out["loss"] = loss.detach().reshape(1).to(store).clone()
             for name in PARAM_NAMES:
-                out[f"grad.{name}"] = params[name].grad.detach().float().contiguous()
+                out[f"grad.{name}"] = params[name].grad.detach().to(store).clone().contiguous()
         opt.step()
         for name in PARAM_NAMES:
-            out[f"step{k}.{name}"] = params[name].detach().float().contiguous()
+            out[f"step{k}.{name}"] = params[name].detach().to(store).clone().contiguous()
 
     if args.adam_steps == 0:
         loss = loss_fn(model, inputs, targets)
         loss.backward()
-        out["loss"] = loss.detach().reshape(1).float()
+        out["loss"] = loss.detach().reshape(1).to(store).clone()
         for name in PARAM_NAMES:
-            out[f"grad.{name}"] = params[name].grad.detach().float().contiguous()
+            out[f"grad.{name}"] = params[name].grad.detach().to(store).clone().contiguous()
     return out
 
 
@@ -102,6 +108,8 @@ def main() -> None:
     ap.add_argument("--adam-steps", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                    help="how the tensors are stored (the computation is float64 either way)")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -116,6 +124,7 @@ def main() -> None:
         "batch": str(args.batch),
         "bptt": str(args.bptt),
         "seed": str(args.seed),
+        "dtype": args.dtype,
         "generator": f"make_parity_fixture.py (torch {torch.__version__}, float64 compute)",
     }
     d = os.path.dirname(os.path.abspath(args.out))

@@ -21,6 +21,32 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_small.safetensors")
 }
 
+/// The same model, batch and Adam steps as [`fixture`], every tensor stored in float64 as
+/// PyTorch computed it (`make_parity_fixture.py --dtype float64`).
+fn fixture_f64() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_small_f64.safetensors")
+}
+
+/// A float64 fixture runs the whole check in f64 — every op, the loss, Adam — and agrees with
+/// PyTorch's float64 run to within 1e-10 (in practice ~1e-16).
+#[test]
+fn a_float64_fixture_is_checked_in_f64_to_1e_10() {
+    let report = run_parity(&fixture_f64(), 3, None).unwrap();
+    assert_eq!(report.dtype, "f64");
+    assert_eq!(report.comparisons.len(), 1 + 7 + 21);
+    let worst = report.comparisons.iter().map(|c| c.max_abs_diff).fold(0.0, f64::max);
+    assert!(report.failures(1e-10).is_empty() && worst < 1e-12, "worst {worst:e}: {report:?}");
+    // The f32 check of the same model is ~1e-7 off: the f64 run is what closes the gap.
+    assert_eq!(run_parity(&fixture(), 3, None).unwrap().dtype, "f32");
+
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out =
+        stagewise(here, &["parity", fixture_f64().to_str().unwrap(), "--adam-steps", "3", "--tol", "1e-10"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("checking in f64") && stdout.contains("parity OK"), "{stdout}");
+}
+
 #[test]
 fn loss_gradients_and_three_adam_steps_match_pytorch() {
     let report = run_parity(&fixture(), 3, None).unwrap();
