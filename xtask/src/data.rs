@@ -137,20 +137,13 @@ fn concatenate(dir: &Path) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Writes `bytes` to `path` via a sibling temporary file and a rename.
+/// Writes `bytes` to `path` through the workspace's one atomic-write helper
+/// (`stagewise_fs::write_atomically`), creating the directory first.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    fs::write(&tmp, bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    fs::rename(&tmp, path).map_err(|e| {
-        // Best effort: do not leave the temporary file behind.
-        let _ = fs::remove_file(&tmp);
-        format!("cannot rename {} to {}: {e}", tmp.display(), path.display())
-    })
+    stagewise_fs::write_atomically(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// A scratch directory that is created empty and removed again on drop.
