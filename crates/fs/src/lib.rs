@@ -16,8 +16,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// (`.model.ckpt.1234.0.tmp`), so concurrent writers never share one. On any error it is removed
 /// and the target is left as it was.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`write_atomically`], with the contents written by `write` into a buffered writer, so a
+/// large file (a checkpoint) is streamed to disk instead of first built in memory.
+pub fn write_atomically_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let tmp = temporary_sibling(path)?;
-    let written = write_synced(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    let written = write_synced(&tmp, write).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
         // Best effort: the original error is the one worth reporting.
         let _ = std::fs::remove_file(&tmp);
@@ -39,11 +48,15 @@ fn temporary_sibling(path: &Path) -> std::io::Result<PathBuf> {
     Ok(path.with_file_name(tmp))
 }
 
-/// Creates `path` (it must not exist), writes `bytes` and flushes them to disk.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// Creates `path` (it must not exist), lets `write` fill it and flushes it to disk.
+fn write_synced(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    write(&mut out)?;
+    out.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
 }
 
 /// Flushes the directory entry of the rename to disk, so that the new name survives a power
@@ -117,6 +130,24 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes.len() == 4096 && bytes.iter().all(|&b| b == bytes[0]), "one writer's bytes, whole");
         assert!(leftovers(&dir).is_empty());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_writer_that_fails_leaves_the_old_file() {
+        let dir = scratch("writer");
+        let path = dir.join("model.ckpt");
+        write_atomically(&path, b"old").unwrap();
+        let err = write_atomically_with(&path, |w| {
+            w.write_all(b"half of the new ")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "disk full");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert!(leftovers(&dir).is_empty());
+        write_atomically_with(&path, |w| w.write_all(b"new")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -59,6 +59,86 @@ pub struct Checkpoint {
     pub seed: u64,
 }
 
+/// A checkpoint's body borrowed from where it lives (a model's arenas), serialised exactly like
+/// [`Checkpoint`] — the same fields in the same order, and slices encode like vectors — so that
+/// saving a model copies none of its state (its parameters and optimizer buffers are most of a
+/// training run's memory after the activations).
+#[derive(Serialize)]
+struct CheckpointRef<'a> {
+    config_toml: &'a str,
+    vocab_json: &'a str,
+    stages: &'a [String],
+    layout: &'a ParamLayout,
+    params: &'a [f32],
+    optimizer_state: Vec<StateBufferRef<'a>>,
+    step: u64,
+    epoch: u64,
+    seed: u64,
+}
+
+/// A [`StateBuffer`], borrowed.
+#[derive(Serialize)]
+struct StateBufferRef<'a> {
+    name: &'a str,
+    values: &'a [f32],
+}
+
+/// Counts and hashes bytes without keeping them: the first of the two passes of
+/// [`CheckpointRef::save`].
+struct HashingSink {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl std::io::Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(buf);
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CheckpointRef<'_> {
+    /// Streams the file to `path` atomically, holding nothing but the encoder's state: a first
+    /// encoding pass only counts and hashes the body (the header needs its length and
+    /// checksum), the second writes header and body to disk.
+    fn save(&self, path: &Path) -> Result<()> {
+        let config = bincode::config::standard();
+        let encode_error =
+            |e: bincode::error::EncodeError| std::io::Error::other(format!("cannot encode: {e}"));
+        let mut sink = HashingSink { hasher: Sha256::new(), len: 0 };
+        bincode::serde::encode_into_std_write(self, &mut sink, config)
+            .map_err(|e| Error::io(path, encode_error(e)))?;
+        let digest = sink.hasher.finalize();
+        stagewise_core::write_atomically_with(path, |w| {
+            w.write_all(MAGIC)?;
+            w.write_all(&VERSION.to_le_bytes())?;
+            w.write_all(&sink.len.to_le_bytes())?;
+            w.write_all(&digest)?;
+            bincode::serde::encode_into_std_write(self, &mut &mut *w, config).map_err(encode_error)?;
+            Ok(())
+        })
+        .map_err(|e| Error::io(path, e))
+    }
+
+    /// The whole file in memory: header and body (for [`Checkpoint::to_bytes`]).
+    fn to_bytes(&self) -> Result<Vec<u8>> {
+        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| corrupt(Path::new("<memory>"), format!("cannot encode checkpoint: {e}")))?;
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&Sha256::digest(&body));
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+}
+
 /// The body of a version 1 file: Adam's two moments in fixed fields, no box names.
 #[derive(Deserialize)]
 struct CheckpointV1 {
@@ -132,6 +212,61 @@ impl Checkpoint {
         }
     }
 
+    /// Writes the state of `model` (as [`Checkpoint::of_model`] describes it) to `path`,
+    /// atomically and streamed from the model's own arenas: nothing of its state is copied.
+    pub fn save_model<E, F, L, B, O>(
+        model: &Model<f32, E, F, L, B, O>,
+        config_toml: &str,
+        vocab_json: &str,
+        epoch: u64,
+        seed: u64,
+        path: &Path,
+    ) -> Result<()>
+    where
+        E: Embedding<f32>,
+        F: Forward<f32>,
+        L: Loss<f32>,
+        B: Backward<f32>,
+        O: Optimizer<f32>,
+    {
+        let stages = model.stage_names();
+        CheckpointRef {
+            config_toml,
+            vocab_json,
+            stages: &stages,
+            layout: model.tape.params.layout(),
+            params: model.tape.params.as_slice(),
+            optimizer_state: model
+                .opt_state
+                .buffers()
+                .map(|(name, buf)| StateBufferRef { name, values: buf.as_slice() })
+                .collect(),
+            step: model.opt_state.step,
+            epoch,
+            seed,
+        }
+        .save(path)
+    }
+
+    /// This checkpoint, borrowed in the form that is written.
+    fn as_ref(&self) -> CheckpointRef<'_> {
+        CheckpointRef {
+            config_toml: &self.config_toml,
+            vocab_json: &self.vocab_json,
+            stages: &self.stages,
+            layout: &self.layout,
+            params: &self.params,
+            optimizer_state: self
+                .optimizer_state
+                .iter()
+                .map(|b| StateBufferRef { name: &b.name, values: &b.values })
+                .collect(),
+            step: self.step,
+            epoch: self.epoch,
+            seed: self.seed,
+        }
+    }
+
     /// Loads this checkpoint's parameters into `model` and, with `with_optimizer`, its
     /// optimizer's state and step (to continue training). `path` names the file in errors.
     ///
@@ -196,15 +331,7 @@ impl Checkpoint {
 
     /// Serialises to bytes: header (magic, version, body length, SHA-256 of the body) + body.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let body = bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .map_err(|e| corrupt(Path::new("<memory>"), format!("cannot encode checkpoint: {e}")))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&Sha256::digest(&body));
-        out.extend_from_slice(&body);
-        Ok(out)
+        self.as_ref().to_bytes()
     }
 
     /// Parses and verifies bytes read from `path` (named in errors).
@@ -253,9 +380,10 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    /// Writes atomically (see the module docs). An existing checkpoint survives any failure.
+    /// Writes atomically, streamed (see the module docs). An existing checkpoint survives any
+    /// failure.
     pub fn save(&self, path: &Path) -> Result<()> {
-        stagewise_core::write_atomically(path, &self.to_bytes()?).map_err(|e| Error::io(path, e))
+        self.as_ref().save(path)
     }
 
     /// Reads and verifies a checkpoint.
@@ -315,6 +443,28 @@ mod tests {
         let err = sample().save(&dir.join("no/such/dir/x.ckpt")).unwrap_err().to_string();
         assert!(err.contains("x.ckpt"), "{err}");
         assert_eq!(Checkpoint::load(&path).unwrap(), sample());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The borrowed form writes exactly the owned form's bytes, streamed or in memory.
+    #[test]
+    fn streamed_and_in_memory_files_are_the_same_bytes() {
+        let ck = sample();
+        let owned = {
+            let body = bincode::serde::encode_to_vec(&ck, bincode::config::standard()).unwrap();
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&VERSION.to_le_bytes());
+            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            out.extend_from_slice(&Sha256::digest(&body));
+            out.extend_from_slice(&body);
+            out
+        };
+        assert_eq!(ck.to_bytes().unwrap(), owned);
+        let dir = std::env::temp_dir().join(format!("stagewise-ckpt-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.ckpt");
+        ck.save(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), owned);
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -317,8 +317,8 @@ where
     data.vectorizer.save(out_dir.join("vocab.json"))?;
     let checkpoint = out_dir.join("model.ckpt");
     let vocab_json = data.vectorizer.to_json();
-    Checkpoint::of_model(&model, config.to_toml(), vocab_json, epochs.len() as u64, config.train.seed)
-        .save(&checkpoint)?;
+    let (epoch, seed) = (epochs.len() as u64, config.train.seed);
+    Checkpoint::save_model(&model, &config.to_toml(), &vocab_json, epoch, seed, &checkpoint)?;
     Ok(TrainOutcome { model, data, epochs, unigram_ppl, checkpoint })
 }
 
