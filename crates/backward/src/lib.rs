@@ -4,14 +4,14 @@
 //! # Brief overview
 //! - [`Backward`]: the box's contract, a [`Stage`] that starts from the gradient the loss left in
 //!   a slot of the tape (the seed, named by its [`SlotId`]) and fills [`Tape::grads`].
-//! - [`ReverseSweep`] (`kind = "reverse"`): zeroes the gradients once, seeds the tape's output
-//!   gradient and calls every op's VJP in reverse order. Inside a window this is full
+//! - [`ReverseSweep`] (`kind = "reverse"`): runs [`reverse_sweep`], which zeroes the gradients
+//!   once and calls every op's VJP in reverse order. Inside a window this is full
 //!   back-propagation through time; the recurrent state entering the window is detached.
 //! - [`BackwardConfig`] / [`BackwardImpl`]: the config-file face and the run-time enum.
 //!
 //! This crate never depends on the forward crate: it sees ops only through core's [`Op`](stagewise_core::Op).
 
-use stagewise_core::{Ctx, Dims, Error, Float, Result, SlotId, Stage, Tape};
+use stagewise_core::{Ctx, Dims, Error, Float, Par, Result, SlotId, Stage, Tape};
 
 /// The backward box's contract: the seed slot in (its `grad` holds the gradient of the loss with
 /// respect to its `value`, written by the loss box: `dlogits`), the tape's parameter gradients
@@ -50,21 +50,31 @@ impl<T: Float> Stage for ReverseSweep<T> {
     }
 
     fn run(&self, seed: SlotId, tape: &mut Tape<T>, cx: &Ctx) -> Result<()> {
-        let slot = tape.acts.slot(seed);
-        if slot.grad.len() != slot.value.len() {
-            return Err(Error::shape(
-                format!("backward seed {} (gradient buffer)", slot.name),
-                slot.value.len(),
-                slot.grad.len(),
-            ));
-        }
-        tape.grads.fill_zero_par(cx.par);
-        let (ops, params, acts, grads) = tape.sweep_parts();
-        for op in ops.iter().rev() {
-            op.vjp(params, acts, grads, cx.par);
-        }
-        Ok(())
+        reverse_sweep(seed, tape, cx.par)
     }
+}
+
+/// The exact reverse sweep from the gradient in `seed`'s slot: zeroes the parameter gradients
+/// once, then calls every op's vector–Jacobian product in reverse order (ops accumulate into
+/// [`Tape::grads`]). What [`ReverseSweep`] runs; a backward box of your own (one that clips the
+/// gradients afterwards, say) can run it too.
+///
+/// Fails if the seed slot has no gradient buffer of its value's length.
+pub fn reverse_sweep<T: Float>(seed: SlotId, tape: &mut Tape<T>, par: Par) -> Result<()> {
+    let slot = tape.acts.slot(seed);
+    if slot.grad.len() != slot.value.len() {
+        return Err(Error::shape(
+            format!("backward seed {} (gradient buffer)", slot.name),
+            slot.value.len(),
+            slot.grad.len(),
+        ));
+    }
+    tape.grads.fill_zero_par(par);
+    let (ops, params, acts, grads) = tape.sweep_parts();
+    for op in ops.iter().rev() {
+        op.vjp(params, acts, grads, par);
+    }
+    Ok(())
 }
 
 /// The backward box as a config-file table: `[backward] kind = "reverse"`.
@@ -103,7 +113,7 @@ stagewise_core::delegate_stage!(impl[T: Float] Stage for BackwardImpl<T> { Rever
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stagewise_core::{Activations, Grads, Op, Par, ParamId, Params, SlotId};
+    use stagewise_core::{Activations, Grads, Op, ParamId, Params};
 
     /// `y = a * x` elementwise with one scalar parameter `a`: small enough to verify by hand.
     struct Scale {

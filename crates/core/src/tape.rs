@@ -276,7 +276,9 @@ pub trait RowOp<T: Float>: Sync {
     fn begin(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par);
 
     /// Computes the output rows `rows` from `input` (the input slot's rows `rows`, `[rows.len(),
-    /// in]`), after `begin`. The input slot is not in `acts` during the call.
+    /// in]`), after `begin`. The input slot is not in `acts` during the call, and beside a
+    /// recurrence `acts` holds only the op's [`RowOp::own_slots`] (and the window's sizes, not its
+    /// ids). The tape runs a window's rows in at most two runs, `0..r` then `r..N`.
     fn run_rows(
         &self,
         params: &Params<T>,

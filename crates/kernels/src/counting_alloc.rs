@@ -15,21 +15,34 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub struct Counting;
 
 static THIS_THREAD: AtomicUsize = AtomicUsize::new(0);
-static ALL_THREADS: AtomicUsize = AtomicUsize::new(0);
+static WORKERS: AtomicUsize = AtomicUsize::new(0);
 static COUNTING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
+    /// The thread that called [`count_allocations`].
     static ON_THIS_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// A thread marked with [`mark_this_thread`] (a worker of the code under test).
+    static MARKED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn record() {
     if COUNTING.load(Ordering::Relaxed) {
-        ALL_THREADS.fetch_add(1, Ordering::Relaxed);
         // `try_with`: the allocator may run while this thread's locals are being torn down.
-        if ON_THIS_THREAD.try_with(Cell::get).unwrap_or(false) {
+        let caller = ON_THIS_THREAD.try_with(Cell::get).unwrap_or(false);
+        if caller {
             THIS_THREAD.fetch_add(1, Ordering::Relaxed);
         }
+        if caller || MARKED.try_with(Cell::get).unwrap_or(false) {
+            WORKERS.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Marks the calling thread as one whose allocations [`count_allocations`] counts in its second
+/// figure, e.g. every worker of a rayon pool, from its `start_handler`. Unmarked threads (the
+/// test harness's own, say) are never counted: they allocate on their own schedule.
+pub fn mark_this_thread() {
+    MARKED.with(|m| m.set(true));
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator.
@@ -58,17 +71,18 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// Allocations made while `f` ran: `(on the calling thread, on every thread)`.
+/// Allocations made while `f` ran: `(on the calling thread, on the calling thread and every
+/// thread marked with [`mark_this_thread`])`.
 ///
 /// Only meaningful in a binary whose global allocator is [`Counting`]; run such tests one at a
 /// time (one test per binary, or `--test-threads 1`), since the counters are global.
 pub fn count_allocations(f: impl FnOnce()) -> (usize, usize) {
     THIS_THREAD.store(0, Ordering::Relaxed);
-    ALL_THREADS.store(0, Ordering::Relaxed);
+    WORKERS.store(0, Ordering::Relaxed);
     ON_THIS_THREAD.with(|on| on.set(true));
     COUNTING.store(true, Ordering::SeqCst);
     f();
     COUNTING.store(false, Ordering::SeqCst);
     ON_THIS_THREAD.with(|on| on.set(false));
-    (THIS_THREAD.load(Ordering::Relaxed), ALL_THREADS.load(Ordering::Relaxed))
+    (THIS_THREAD.load(Ordering::Relaxed), WORKERS.load(Ordering::Relaxed))
 }

@@ -44,7 +44,7 @@ pub fn row_blocks_match_whole(first: usize, rows: usize, k: usize, n: usize) -> 
 /// - A product whose output is a single row or column runs sequentially: faer splits such
 ///   matrix–vector sums across threads, which changes the rounding with the thread count (and
 ///   allocates scratch). Our results must be bit-identical at any thread count.
-/// - Larger products on several threads are cut into independent blocks ([`split_gemm`]) rather
+/// - Larger products on several threads are cut into independent blocks (`split_gemm`) rather
 ///   than handed to faer's parallel kernel, which measured 20–30 % slower here.
 /// - A product of fewer than [`SEQUENTIAL_BELOW_MACS`] multiply-adds: splitting it costs
 ///   more than it saves (the seed's per-step `[32, 512]×[512, 128]` recurrence product took 78 µs

@@ -4,8 +4,9 @@
 //!
 //! `ClippedSweep` implements [`Stage`] with `Input<'a> = SlotId` (the slot whose gradient the
 //! loss box wrote: the seed) and `Output = Tape<f32>`, which makes it a
-//! `stagewise_backward::Backward<f32>`. It zeroes the parameter gradients, calls every op's
-//! vector–Jacobian product in reverse order, then scales all gradients by
+//! `stagewise_backward::Backward<f32>`. It runs the exact reverse sweep
+//! (`stagewise_backward::reverse_sweep`: the parameter gradients zeroed, then every op's
+//! vector–Jacobian product in reverse order), then scales all gradients by
 //! `min(1, max_norm / (‖g‖₂ + 1e-6))`, where `‖g‖₂` is the 2-norm over every parameter's
 //! gradient together (summed in `f64`, in arena order, so the same at any thread count).
 //!
@@ -14,6 +15,7 @@
 //! ```
 
 use clap::Parser;
+use stagewise_backward::reverse_sweep;
 use stagewise_core::{Ctx, Dims, Error, Result, SlotId, Stage, Tape};
 use stagewise_pipeline::Model;
 use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command};
@@ -52,19 +54,7 @@ impl Stage for ClippedSweep {
     }
 
     fn run(&self, seed: SlotId, tape: &mut Tape<f32>, cx: &Ctx) -> Result<()> {
-        let slot = tape.acts.slot(seed);
-        if slot.grad.len() != slot.value.len() {
-            return Err(Error::shape(
-                format!("backward seed {}", slot.name),
-                slot.value.len(),
-                slot.grad.len(),
-            ));
-        }
-        tape.grads.fill_zero_par(cx.par);
-        let (ops, params, acts, grads) = tape.sweep_parts();
-        for op in ops.iter().rev() {
-            op.vjp(params, acts, grads, cx.par);
-        }
+        reverse_sweep(seed, tape, cx.par)?;
         let total = tape.grads.as_slice().iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>().sqrt();
         let coef = self.max_norm / (total + 1e-6);
         if coef < 1.0 {

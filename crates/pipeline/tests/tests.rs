@@ -5,6 +5,7 @@
 //! - [`end_to_end`]: a tiny training run, its files, and its determinism.
 //! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
 //! - [`checkpoint_safety`]: a failed save never destroys the previous checkpoint.
+//! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
@@ -16,5 +17,6 @@ mod bench_cli;
 mod checkpoint_safety;
 mod cli_errors;
 mod end_to_end;
+mod generic_run;
 mod parity;
 mod whole_model_gradient;
