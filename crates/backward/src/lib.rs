@@ -152,9 +152,9 @@ mod tests {
         let a2 = tape.params.declare("a2", &[1]).unwrap();
         tape.params.get_mut(a1)[0] = 2.0;
         tape.params.get_mut(a2)[0] = 3.0;
-        let x = tape.acts.declare_rows("x", 1, true);
-        let h = tape.acts.declare_rows("h", 1, true);
-        let y = tape.acts.declare_rows("y", 1, true);
+        let x = tape.acts.declare_rows("x", 1, true).unwrap();
+        let h = tape.acts.declare_rows("h", 1, true).unwrap();
+        let y = tape.acts.declare_rows("y", 1, true).unwrap();
         tape.acts.slot_mut(x).value.copy_from_slice(&[1.0, 2.0]);
         tape.push(Box::new(Scale { a: a1, x, y: h }));
         tape.push(Box::new(Scale { a: a2, x: h, y }));
@@ -176,8 +176,8 @@ mod tests {
     #[test]
     fn a_seed_without_gradient_is_an_error() {
         let mut tape = Tape::<f64>::new(2, 1);
-        let x = tape.acts.declare_rows("x", 1, true);
-        let y = tape.acts.declare_rows("y", 1, false);
+        let x = tape.acts.declare_rows("x", 1, true).unwrap();
+        let y = tape.acts.declare_rows("y", 1, false).unwrap();
         let a = tape.params.declare("a", &[1]).unwrap();
         tape.push(Box::new(Scale { a, x, y }));
         tape.set_output(y);

@@ -65,6 +65,23 @@ pub enum Error {
         /// What was detected.
         message: String,
     },
+    /// A buffer the system would not allocate, or whose size does not fit the address space.
+    #[error("{what}: cannot allocate {size}")]
+    Memory {
+        /// The tensor or buffer, with its shape.
+        what: String,
+        /// Its size, human readable (`128.0 GB`, or `more than 2^64 bytes`).
+        size: String,
+    },
+    /// Any of the above, with where in a run it happened (`epoch 2, window 17 of 398 (step 415)`).
+    #[error("{context}: {source}")]
+    Context {
+        /// Where.
+        context: String,
+        /// What.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -83,6 +100,20 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
+    /// This error with where it happened prefixed ([`Error::Context`]).
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context { context: context.into(), source: Box::new(self) }
+    }
+
+    /// [`Error::Memory`] for `count` elements of `elem_bytes` each (`None`: the count overflowed).
+    pub fn memory(what: impl Into<String>, count: Option<usize>, elem_bytes: usize) -> Self {
+        let size = match count.and_then(|c| c.checked_mul(elem_bytes)) {
+            Some(bytes) => human_bytes(bytes as f64),
+            None => String::from("more than 2^64 bytes"),
+        };
+        Error::Memory { what: what.into(), size }
+    }
+
     /// Shorthand for [`Error::Shape`].
     pub fn shape(
         what: impl Into<String>,
@@ -93,5 +124,37 @@ impl Error {
     }
 }
 
+/// A byte count for people: `512 B`, `1.5 KB`, `128.0 GB` (powers of 1000), `1.2e21 B` beyond.
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 7] = ["B", "KB", "MB", "GB", "TB", "PB", "EB"];
+    if bytes >= 1e21 {
+        return format!("{bytes:.1e} B");
+    }
+    let mut value = bytes;
+    for (i, unit) in UNITS.iter().enumerate() {
+        if value < 1000.0 || i == UNITS.len() - 1 {
+            return if i == 0 { format!("{value:.0} {unit}") } else { format!("{value:.1} {unit}") };
+        }
+        value /= 1000.0;
+    }
+    format!("{bytes:e} B")
+}
+
 /// The result type of every fallible Stagewise call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_read_like_people_write_them() {
+        assert_eq!(human_bytes(512.0), "512 B");
+        assert_eq!(human_bytes(1536.0), "1.5 KB");
+        assert_eq!(human_bytes(128e9), "128.0 GB");
+        assert_eq!(human_bytes(999e18), "999.0 EB");
+        assert_eq!(human_bytes(4.72e25), "4.7e25 B");
+        let e = Error::memory("lstm.gates [4, 8]", None, 4).to_string();
+        assert_eq!(e, "lstm.gates [4, 8]: cannot allocate more than 2^64 bytes");
+    }
+}

@@ -23,7 +23,7 @@ mod stage;
 mod tape;
 mod text;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, human_bytes};
 
 pub use params::{Grads, Moments, ParamEntry, ParamId, ParamLayout, Params};
 pub use rng::Rng;
@@ -32,5 +32,7 @@ pub use stage::{Ctx, Dims, Mode, Stage};
 /// stage or the pipeline writes that someone may rely on.
 pub use stagewise_fs::{write_atomically, write_atomically_with};
 pub use stagewise_kernels::{Float, Par, par_for_threads, threads_of};
-pub use tape::{Activations, Op, Pieces, RowOp, Slot, SlotId, StepOp, Tape, run_rows_whole, run_steps_whole};
+pub use tape::{
+    Activations, Op, Pieces, RowOp, Slot, SlotId, StepOp, Tape, checked_size, run_rows_whole, run_steps_whole,
+};
 pub use text::Tokens;

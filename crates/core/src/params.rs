@@ -88,8 +88,13 @@ impl ParamLayout {
         if shape.contains(&0) {
             return Err(Error::config(name, format!("parameter shape {shape:?} has a zero dimension")));
         }
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let total = len.and_then(|len| self.total.checked_add(len));
+        let Some(total) = total else {
+            return Err(Error::memory(format!("parameter {name} {shape:?}"), None, 4));
+        };
         let entry = ParamEntry { name: name.to_owned(), shape: shape.to_vec(), offset: self.total };
-        self.total += entry.len();
+        self.total = total;
         self.entries.push(entry);
         Ok(ParamId(self.entries.len() - 1))
     }
@@ -183,6 +188,15 @@ macro_rules! arena {
                 Self { layout: layout.clone(), data: stagewise_kernels::memory::zeroed(layout.total()), version: next_version() }
             }
 
+            /// Like the zero-filled arena above, with an allocation the system refuses as an
+            /// error naming the arena and its size.
+            pub fn try_zeros_with_layout(layout: &ParamLayout) -> Result<Self> {
+                let n = layout.total();
+                let data = stagewise_kernels::memory::try_zeroed(n)
+                    .map_err(|_| Error::memory(format!("{} arena", stringify!($name)), Some(n), std::mem::size_of::<T>()))?;
+                Ok(Self { layout: layout.clone(), data, version: next_version() })
+            }
+
             /// Rebuilds an arena from a layout and flat data (e.g. read from a checkpoint).
             pub fn from_parts(layout: ParamLayout, data: Vec<T>) -> Result<Self> {
                 if data.len() != layout.total() {
@@ -216,7 +230,15 @@ impl<T: Float> Params<T> {
 
     /// Adds a zero-initialised tensor named `name` (PyTorch's name) with `shape` (PyTorch's
     /// layout, outermost first). Fails on a duplicate name or a zero dimension.
+    ///
+    /// The size is checked before anything is allocated: an overflowing shape, or an arena the
+    /// system will not grow to, is an error naming the tensor and its shape.
     pub fn declare(&mut self, name: &str, shape: &[usize]) -> Result<ParamId> {
+        let len = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let fits = len.and_then(|len| len.checked_mul(std::mem::size_of::<T>())).is_some();
+        if !fits || len.is_some_and(|len| self.data.try_reserve_exact(len).is_err()) {
+            return Err(Error::memory(format!("parameter {name} {shape:?}"), len, std::mem::size_of::<T>()));
+        }
         let id = self.layout.declare(name, shape)?;
         self.touch();
         self.data.resize(self.layout.total(), T::from_f64(0.0));

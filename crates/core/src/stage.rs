@@ -25,7 +25,7 @@ pub struct Dims {
 impl Dims {
     /// Rows of a window's activations: `seq_len * batch`, the largest `N` any op sees.
     pub fn max_rows(&self) -> usize {
-        self.seq_len * self.batch
+        self.seq_len.saturating_mul(self.batch)
     }
 }
 

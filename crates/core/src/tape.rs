@@ -29,7 +29,7 @@
 
 use std::ops::Range;
 
-use crate::{Float, Grads, Params, Result};
+use crate::{Error, Float, Grads, Params, Result};
 use stagewise_kernels::memory::AlignedVec;
 use stagewise_kernels::tuning::{SEQUENTIAL_BELOW_MACS, STEALABLE_BLOCKS};
 use stagewise_kernels::{Par, threads_of};
@@ -88,7 +88,8 @@ impl<T: Float> Activations<T> {
         self.max_steps
     }
 
-    /// Rows of the longest window: `max_steps * batch` (what row slots are sized for).
+    /// Rows of the longest window: `max_steps * batch` (what row slots are sized for; the tape
+    /// checked when it was made that this product fits).
     pub fn max_rows(&self) -> usize {
         self.max_steps * self.batch
     }
@@ -99,24 +100,33 @@ impl<T: Float> Activations<T> {
     }
 
     /// Declares a buffer of `max_steps * batch` rows of `width` scalars, with a gradient buffer if
-    /// `with_grad`. Allocates: call only while preparing.
-    pub fn declare_rows(&mut self, name: &str, width: usize, with_grad: bool) -> SlotId {
-        self.declare(name, self.max_steps * self.batch * width, width, with_grad)
+    /// `with_grad`. Allocates: call only while preparing. Fails, naming the slot and its size,
+    /// if the size overflows or the system will not allocate it.
+    pub fn declare_rows(&mut self, name: &str, width: usize, with_grad: bool) -> Result<SlotId> {
+        let len = self.max_rows().checked_mul(width);
+        let len = len.ok_or_else(|| {
+            Error::memory(format!("{name} [{}, {width}]", self.max_rows()), None, std::mem::size_of::<T>())
+        })?;
+        self.declare(name, len, width, with_grad)
     }
 
-    /// Declares a buffer of `len` scalars not laid out by rows (recurrent state, scratch).
-    pub fn declare_flat(&mut self, name: &str, len: usize, with_grad: bool) -> SlotId {
+    /// Declares a buffer not laid out by rows (recurrent state, scratch) of `shape`'s product of
+    /// scalars, e.g. `&[batch, hidden]`. Fails like [`Activations::declare_rows`].
+    pub fn declare_flat(&mut self, name: &str, shape: &[usize], with_grad: bool) -> Result<SlotId> {
+        let len = checked_size(name, shape)?;
         self.declare(name, len, 0, with_grad)
     }
 
-    fn declare(&mut self, name: &str, len: usize, width: usize, with_grad: bool) -> SlotId {
-        self.slots.push(Slot {
-            name: name.to_owned(),
-            value: AlignedVec::zeroed(len),
-            grad: AlignedVec::zeroed(if with_grad { len } else { 0 }),
-            width,
-        });
-        SlotId(self.slots.len() - 1)
+    fn declare(&mut self, name: &str, len: usize, width: usize, with_grad: bool) -> Result<SlotId> {
+        let buffer = |len: usize| {
+            AlignedVec::try_zeroed(len).map_err(|_| {
+                Error::memory(format!("{name} ({len} scalars)"), Some(len), std::mem::size_of::<T>())
+            })
+        };
+        let value = buffer(len)?;
+        let grad = buffer(if with_grad { len } else { 0 })?;
+        self.slots.push(Slot { name: name.to_owned(), value, grad, width });
+        Ok(SlotId(self.slots.len() - 1))
     }
 
     /// One slot.
@@ -336,22 +346,42 @@ pub struct Tape<T: Float> {
 
 impl<T: Float> Tape<T> {
     /// An empty tape for windows of up to `max_steps` steps of `batch` streams.
+    ///
+    /// # Panics
+    /// If `batch * max_steps` overflows or cannot be allocated (for tests and tools with sizes of
+    /// their own; a model built from user input uses [`Tape::try_new`]).
     pub fn new(batch: usize, max_steps: usize) -> Self {
-        Tape {
+        match Self::try_new(batch, max_steps) {
+            Ok(tape) => tape,
+            Err(e) => panic!("Tape::new({batch}, {max_steps}): {e}"),
+        }
+    }
+
+    /// An empty tape for windows of up to `max_steps` steps of `batch` streams; fails, naming the
+    /// sizes, if either is zero, if `batch * max_steps` overflows or if its id buffer cannot be
+    /// allocated.
+    pub fn try_new(batch: usize, max_steps: usize) -> Result<Self> {
+        if batch == 0 || max_steps == 0 {
+            return Err(crate::Error::shape(
+                "tape (batch, window steps)",
+                "both at least 1",
+                (batch, max_steps),
+            ));
+        }
+        let rows = batch.checked_mul(max_steps);
+        let what = format!("window ids [{max_steps}, {batch}]");
+        let rows = rows.ok_or_else(|| Error::memory(what.clone(), None, 4))?;
+        stagewise_kernels::memory::can_allocate::<u32>(rows)
+            .map_err(|_| Error::memory(what, Some(rows), 4))?;
+        Ok(Tape {
             params: Params::new(),
             grads: Grads::zeros_with_layout(&Default::default()),
-            acts: Activations {
-                slots: Vec::new(),
-                ids: vec![0; batch * max_steps],
-                batch,
-                max_steps,
-                steps: max_steps,
-            },
+            acts: Activations { slots: Vec::new(), ids: vec![0; rows], batch, max_steps, steps: max_steps },
             ops: Vec::new(),
             output: None,
             side: Activations { slots: Vec::new(), ids: Vec::new(), batch, max_steps, steps: max_steps },
             overlapped: 0,
-        }
+        })
     }
 
     /// Appends an op to the schedule and returns its position.
@@ -371,8 +401,20 @@ impl<T: Float> Tape<T> {
     }
 
     /// Sizes the gradient arena to the declared parameters. Call once all stages are prepared.
+    ///
+    /// # Panics
+    /// If the arena cannot be allocated (a model built from user input uses
+    /// [`Tape::try_finish`]).
     pub fn finish(&mut self) {
-        self.grads = Grads::zeros_with_layout(self.params.layout());
+        if let Err(e) = self.try_finish() {
+            panic!("Tape::finish: {e}");
+        }
+    }
+
+    /// Like [`Tape::finish`], with an allocation the system refuses as an error naming it.
+    pub fn try_finish(&mut self) -> Result<()> {
+        self.grads = Grads::try_zeros_with_layout(self.params.layout())?;
+        Ok(())
     }
 
     /// Sets the length of the current window.
@@ -478,6 +520,15 @@ impl<T: Float> Tape<T> {
             op.reset_state(&mut self.acts);
         }
     }
+}
+
+/// The product of `shape`, or an error naming `what` and the shape if it overflows: every size a
+/// stage computes from user-given widths goes through this (or another checked product).
+pub fn checked_size(what: &str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::memory(format!("{what} {shape:?}"), None, 4))
 }
 
 /// Steps `S` of the recurrence's first run (see the module docs): the row-wise op over the rows of

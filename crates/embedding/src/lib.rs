@@ -118,7 +118,7 @@ impl<T: Float> Stage for TableEmbedding<T> {
         for x in tape.params.get_mut(weight) {
             *x = T::from_f64(rng.normal());
         }
-        let out = tape.acts.declare_rows("embedding.out", self.dim, true);
+        let out = tape.acts.declare_rows("embedding.out", self.dim, true)?;
         let index = tape.push(Box::new(GatherOp { weight, out, dim: self.dim }));
         self.ops = index..index + 1;
         tape.set_output(out);

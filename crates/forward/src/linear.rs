@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use stagewise_core::{
     Activations, Error, Float, Grads, Op, Par, ParamId, Params, Pieces, Result, Rng, RowOp, SlotId, Tape,
-    run_rows_whole,
+    checked_size, run_rows_whole,
 };
 use stagewise_kernels::matrix::row_blocks_match_whole;
 use stagewise_kernels::tuning::{FILL_ROWS_PER_TASK, FOLD_BIAS_BELOW};
@@ -129,29 +129,31 @@ impl LinearOp {
                 *v = T::from_f64(rng.uniform_in(-bound, bound));
             }
         }
-        let output = tape.acts.declare_rows(&format!("{prefix}.out"), out, true);
-        let input_t =
-            tape.acts.declare_flat(&format!("{prefix}.x1_t"), (inp + 1) * tape.acts.max_rows(), false);
+        let output = tape.acts.declare_rows(&format!("{prefix}.out"), out, true)?;
+        let rows = tape.acts.max_rows();
+        let input_t = tape.acts.declare_flat(&format!("{prefix}.x1_t"), &[inp + 1, rows], false)?;
         let folds = inp < FOLD_BIAS_BELOW;
         let k = inp + usize::from(folds);
+        // The packed buffers hold whole tiles and panels: sized with room for one more of each.
+        checked_size(&format!("{prefix} packed operands"), &[rows + 2 * packed::TILE_ROWS, k])?;
+        checked_size(&format!("{prefix} packed weights"), &[out + packed::PANEL_COLS, k])?;
         let packed = packed::kernel_applies::<T>(k);
         let operands = if packed {
             let (left, right) = if folds { ("x1", "wb_t") } else { ("x_tiles", "w_t") };
             // Room for the window cut into two pieces (the overlapped schedule), each starting
             // on a whole tile.
-            let rows = tape.acts.max_rows();
             let left_len = packed::lhs_len(rows, k) + packed::TILE_ROWS * k;
             Some((
-                tape.acts.declare_flat(&format!("{prefix}.{left}"), left_len, false),
-                tape.acts.declare_flat(&format!("{prefix}.{right}"), packed::rhs_len(k, out), false),
+                tape.acts.declare_flat(&format!("{prefix}.{left}"), &[left_len], false)?,
+                tape.acts.declare_flat(&format!("{prefix}.{right}"), &[packed::rhs_len(k, out)], false)?,
             ))
         } else if folds {
-            let input_ones = tape.acts.declare_rows(&format!("{prefix}.x1"), inp + 1, false);
-            Some((input_ones, tape.acts.declare_flat(&format!("{prefix}.wb_t"), out * (inp + 1), false)))
+            let input_ones = tape.acts.declare_rows(&format!("{prefix}.x1"), inp + 1, false)?;
+            Some((input_ones, tape.acts.declare_flat(&format!("{prefix}.wb_t"), &[out, inp + 1], false)?))
         } else {
             None
         };
-        let grad_t = tape.acts.declare_flat(&format!("{prefix}.dw_t"), (inp + 1) * out, false);
+        let grad_t = tape.acts.declare_flat(&format!("{prefix}.dw_t"), &[inp + 1, out], false)?;
         let mut own = vec![output];
         own.extend(operands.iter().flat_map(|&(left, right)| [left, right]));
         Ok(LinearOp {
@@ -404,7 +406,7 @@ mod tests {
     /// Declares `fc` over an input of `inp` columns and `n` rows filled from `seed`.
     fn layer(inp: usize, out: usize, n: usize, seed: u64) -> (Tape<f32>, LinearOp) {
         let mut tape = Tape::<f32>::new(n, 1);
-        let x = tape.acts.declare_rows("x", inp, true);
+        let x = tape.acts.declare_rows("x", inp, true).unwrap();
         let op = LinearOp::declare(&mut tape, "fc", x, out, seed).unwrap();
         tape.finish();
         tape.set_steps(1).unwrap();

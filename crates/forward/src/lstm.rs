@@ -19,7 +19,7 @@ use std::ops::Range;
 
 use stagewise_core::{
     Activations, Error, Float, Grads, Op, Par, ParamId, Params, Pieces, Result, Rng, SlotId, StepOp, Tape,
-    run_steps_whole,
+    checked_size, run_steps_whole,
 };
 use stagewise_kernels::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_kernels::rows::{add_column_sums, add_transposed, copy_transposed};
@@ -197,7 +197,7 @@ impl LstmOp {
         if hidden == 0 {
             return Err(Error::config("hidden", "must be at least 1"));
         }
-        let h4 = 4 * hidden;
+        let h4 = checked_size("lstm gates", &[4, hidden])?;
         let params = LstmParams {
             w_ih: tape.params.declare("lstm.weight_ih_l0", &[h4, embed])?,
             w_hh: tape.params.declare("lstm.weight_hh_l0", &[h4, hidden])?,
@@ -215,18 +215,18 @@ impl LstmOp {
         let acts = &mut tape.acts;
         let slots = LstmSlots {
             input,
-            gates: acts.declare_rows("lstm.gates", h4, false),
-            c: acts.declare_rows("lstm.c", hidden, false),
-            tanh_c: acts.declare_rows("lstm.tanh_c", hidden, false),
-            h: acts.declare_rows("lstm.h", hidden, true),
-            h0: acts.declare_flat("lstm.h0", batch * hidden, false),
-            c0: acts.declare_flat("lstm.c0", batch * hidden, false),
-            dgates: acts.declare_rows("lstm.dgates", h4, false),
-            dh_next: acts.declare_flat("lstm.dh_next", batch * hidden, false),
-            dc_next: acts.declare_flat("lstm.dc_next", batch * hidden, false),
-            dw_t: acts.declare_flat("lstm.dw_t", embed.max(hidden) * h4, false),
-            h_prev_t: acts.declare_flat("lstm.h_prev_t", hidden * acts.max_rows(), false),
-            w_hh_t: acts.declare_flat("lstm.w_hh_t", hidden * h4, false),
+            gates: acts.declare_rows("lstm.gates", h4, false)?,
+            c: acts.declare_rows("lstm.c", hidden, false)?,
+            tanh_c: acts.declare_rows("lstm.tanh_c", hidden, false)?,
+            h: acts.declare_rows("lstm.h", hidden, true)?,
+            h0: acts.declare_flat("lstm.h0", &[batch, hidden], false)?,
+            c0: acts.declare_flat("lstm.c0", &[batch, hidden], false)?,
+            dgates: acts.declare_rows("lstm.dgates", h4, false)?,
+            dh_next: acts.declare_flat("lstm.dh_next", &[batch, hidden], false)?,
+            dc_next: acts.declare_flat("lstm.dc_next", &[batch, hidden], false)?,
+            dw_t: acts.declare_flat("lstm.dw_t", &[embed.max(hidden), h4], false)?,
+            h_prev_t: acts.declare_flat("lstm.h_prev_t", &[hidden, acts.max_rows()], false)?,
+            w_hh_t: acts.declare_flat("lstm.w_hh_t", &[hidden, h4], false)?,
         };
         Ok(LstmOp { embed, hidden, batch, params, slots, filled_at: FilledAt::never() })
     }

@@ -21,7 +21,7 @@ fn warm_cycle_allocates_nothing() {
     for (batch, seq_len, embed, hidden, vocab) in [(8, 12, 64, 128, 500), (1, 6, 32, 128, 300)] {
         let d = Dims { vocab, batch, seq_len, params: 0 };
         let mut tape = Tape::<f32>::new(batch, seq_len);
-        let x = tape.acts.declare_rows("embedding.out", embed, true);
+        let x = tape.acts.declare_rows("embedding.out", embed, true).unwrap();
         let mut rng = Rng::new(3);
         for v in &mut tape.acts.slot_mut(x).value {
             *v = rng.normal() as f32;

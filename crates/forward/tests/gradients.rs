@@ -71,7 +71,7 @@ proptest! {
     #[test]
     fn linear_vjp_matches_finite_differences(((v, e, _, b, t), steps, seed) in case()) {
         let mut tape = Tape::<f64>::new(b, t);
-        let x = tape.acts.declare_rows("x", e, true);
+        let x = tape.acts.declare_rows("x", e, true).unwrap();
         let fc = LinearOp::declare(&mut tape, FC_PREFIX, x, v, seed).unwrap();
         let out = fc.output();
         tape.push(Box::new(fc) as Box<dyn Op<f64>>);

@@ -234,7 +234,7 @@ fn single_step_literal() {
     // h = o·tanh(c) = 0.8·tanh(0.7) = 0.8·0.6043677771171636 = 0.4834942216937309
     let (ln2, ln3) = (2f64.ln(), 3f64.ln());
     let mut tape = Tape::<f64>::new(1, 1);
-    let x = tape.acts.declare_rows("x", 1, true);
+    let x = tape.acts.declare_rows("x", 1, true).unwrap();
     let lstm = LstmOp::declare(&mut tape, x, 1, 0).unwrap();
     let p = lstm.params();
     tape.params.get_mut(p.w_ih).copy_from_slice(&[ln3 / 2.0, -ln3 / 2.0, ln2 / 2.0, ln2]);
@@ -261,7 +261,7 @@ fn parameters_follow_pytorch() {
     let (e, h, v) = (3, 5, 7);
     let build_tape = |seed| {
         let mut tape = Tape::<f64>::new(2, 3);
-        let x = tape.acts.declare_rows("x", e, true);
+        let x = tape.acts.declare_rows("x", e, true).unwrap();
         let lstm = LstmOp::declare(&mut tape, x, h, seed).unwrap();
         LinearOp::declare(&mut tape, FC_PREFIX, lstm.output(), v, seed).unwrap();
         tape

@@ -17,7 +17,7 @@ fn dims(vocab: usize, embed: usize, _hidden: usize, batch: usize, seq_len: usize
 /// A tape with a stand-in for the embedding's output (`[T·B, E]`, with grad) as its output.
 fn tape_with_input(s: &Sizes, seed: u64) -> Tape<f64> {
     let mut tape = Tape::new(s.d.batch, s.d.seq_len);
-    let x = tape.acts.declare_rows("embedding.out", s.embed, true);
+    let x = tape.acts.declare_rows("embedding.out", s.embed, true).expect("declare the input");
     let mut rng = Rng::new(seed);
     for v in &mut tape.acts.slot_mut(x).value {
         *v = rng.normal();
@@ -95,7 +95,7 @@ fn prepare_rejects_bad_wiring() {
 
     // The upstream slot is not laid out by rows.
     let mut flat = Tape::<f64>::new(2, 4);
-    let x = flat.acts.declare_flat("embedding.out", 24, true);
+    let x = flat.acts.declare_flat("embedding.out", &[24], true).unwrap();
     flat.set_output(x);
     let err = prepare(&mut flat, &d.d).unwrap_err();
     assert!(matches!(err, Error::Shape { .. }) && err.to_string().contains("embedding.out"), "{err}");
@@ -160,7 +160,7 @@ fn overlapped_schedule_is_bit_identical_to_one_thread() {
         let d = dims(v, e, h, b, t).d;
         let run = |par: Par| {
             let mut tape = Tape::<f32>::new(b, t);
-            let x = tape.acts.declare_rows("embedding.out", e, true);
+            let x = tape.acts.declare_rows("embedding.out", e, true).unwrap();
             tape.set_output(x);
             let mut stage = LstmForward::<f32>::new(h, 5).unwrap();
             stage.prepare(&d, &mut tape).unwrap();

@@ -57,6 +57,15 @@ impl<T: Float> AlignedVec<T> {
         Self { raw, start, len }
     }
 
+    /// Like [`AlignedVec::zeroed`], but an allocation the system refuses is an error instead of
+    /// an abort (see [`try_zeroed`]).
+    pub fn try_zeroed(len: usize) -> Result<Self, std::collections::TryReserveError> {
+        if len > 0 {
+            can_allocate::<T>(len.saturating_add(ALIGN_BYTES / std::mem::size_of::<T>()))?;
+        }
+        Ok(Self::zeroed(len))
+    }
+
     /// An aligned copy of `values`.
     pub fn from_slice(values: &[T]) -> Self {
         let mut buf = Self::zeroed(values.len());
@@ -138,9 +147,24 @@ impl<T: Clone> Clone for AlignedVec<T> {
 /// A 2 MiB huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
+/// Like [`zeroed`], but an allocation the system refuses is an error instead of an abort: a
+/// reservation of the same size is tried first (it touches no memory and is released at once).
+/// A size past the address space, or one the kernel will not grant, becomes a
+/// `TryReserveError` the caller can name.
+pub fn try_zeroed<T: Float>(len: usize) -> Result<Vec<T>, std::collections::TryReserveError> {
+    can_allocate::<T>(len)?;
+    Ok(zeroed(len))
+}
+
+/// Whether `len` elements of `T` can be allocated now (see [`try_zeroed`]).
+pub fn can_allocate<T>(len: usize) -> Result<(), std::collections::TryReserveError> {
+    Vec::<T>::new().try_reserve_exact(len)
+}
+
 /// `len` zeros, with the whole 2 MiB pages of the allocation advised as huge pages (see the
 /// module docs). The advice is given before any element is written, which is when the kernel
-/// decides how to back a page.
+/// decides how to back a page. Aborts if the system refuses the allocation, like `vec!`: use
+/// [`try_zeroed`] where the size comes from the user.
 pub fn zeroed<T: Float>(len: usize) -> Vec<T> {
     let buf = vec![T::from_f64(0.0); len];
     advise_huge_pages(&buf);

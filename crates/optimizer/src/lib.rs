@@ -51,8 +51,8 @@ impl<T: Float> OptimizerState<T> {
         if self.names.iter().any(|n| n == name) {
             return Err(Error::config("optimizer", format!("state buffer `{name}` declared twice")));
         }
+        self.buffers.push(Moments::try_zeros_with_layout(&self.layout)?);
         self.names.push(name.to_owned());
-        self.buffers.push(Moments::zeros_with_layout(&self.layout));
         Ok(StateId(self.buffers.len() - 1))
     }
 

@@ -103,7 +103,7 @@ impl<T: Float> Stage for ScaledEmbedding<T> {
         for w in tape.params.get_mut(weight) {
             *w = T::from_f64(rng.uniform_in(-bound, bound));
         }
-        let out = tape.acts.declare_rows("embedding.out", self.dim, true);
+        let out = tape.acts.declare_rows("embedding.out", self.dim, true)?;
         let scale = (self.dim as f64).sqrt();
         self.op = tape.push(Box::new(ScaledGather { weight, out, dim: self.dim, scale }));
         tape.set_output(out);

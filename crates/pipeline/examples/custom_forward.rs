@@ -89,11 +89,11 @@ impl ElmanOp {
             b_ih,
             b_hh,
             input,
-            pre: a.declare_rows("rnn.pre", hidden, false),
-            h: a.declare_rows("rnn.h", hidden, true),
-            h0: a.declare_flat("rnn.h0", batch * hidden, false),
-            da: a.declare_rows("rnn.da", hidden, false),
-            dh_next: a.declare_flat("rnn.dh_next", batch * hidden, false),
+            pre: a.declare_rows("rnn.pre", hidden, false)?,
+            h: a.declare_rows("rnn.h", hidden, true)?,
+            h0: a.declare_flat("rnn.h0", &[batch, hidden], false)?,
+            da: a.declare_rows("rnn.da", hidden, false)?,
+            dh_next: a.declare_flat("rnn.dh_next", &[batch, hidden], false)?,
         })
     }
 
@@ -337,7 +337,7 @@ mod tests {
     /// A tape holding an input `x` `[T·B, e]` (with grad, random), the RNN and a head of `v`.
     fn tape<T: Float>(b: usize, t: usize, e: usize, hd: usize, v: usize) -> (Tape<T>, SlotId) {
         let mut tape = Tape::<T>::new(b, t);
-        let x = tape.acts.declare_rows("x", e, true);
+        let x = tape.acts.declare_rows("x", e, true).unwrap();
         tape.set_output(x);
         let mut stage = ElmanForward::<T>::new(hd, 3);
         stage.prepare(&Dims { vocab: v, batch: b, seq_len: t, params: 0 }, &mut tape).unwrap();

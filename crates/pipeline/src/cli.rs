@@ -21,9 +21,9 @@
 //! ```
 
 use crate::config::Config;
-use crate::generate::greedy_continuation;
+use crate::generate::generate;
 use crate::model::ModelBuilder;
-use crate::train::{Console, MetricsFile, Observer, train};
+use crate::train::{Console, Observer, train};
 use stagewise_backward::Backward;
 use stagewise_core::Result;
 use stagewise_embedding::Embedding;
@@ -60,6 +60,10 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// The most memory the run may use (`8G`, `512M`, bytes; default: what the system has
+    /// available): a run estimated to need more is refused before it starts.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
 }
 
 impl TrainArgs {
@@ -86,6 +90,9 @@ impl TrainArgs {
         if let Some(v) = &self.data {
             config.data.path = v.clone();
         }
+        if let Some(v) = &self.max_memory {
+            config.train.max_memory = Some(v.clone());
+        }
         if let Some(v) = self.lr {
             config.optimizer.set_lr(v);
         }
@@ -111,8 +118,7 @@ where
     let config = args.config()?;
     let builder = build(&config)?;
     let mut console = Console::default();
-    let mut metrics = MetricsFile::create(args.out.join("metrics.jsonl"))?;
-    let mut observers: [&mut dyn Observer; 2] = [&mut console, &mut metrics];
+    let mut observers: [&mut dyn Observer; 1] = [&mut console];
     let mut outcome = train(&config, builder, &args.out, &mut observers)?;
     println!(
         "wrote {}, {} and {}",
@@ -121,15 +127,12 @@ where
         outcome.checkpoint.display()
     );
     if config.generate.tokens > 0 {
-        let text = greedy_continuation(
-            &mut outcome.model,
-            &outcome.data.tokenizer,
-            &outcome.data.vectorizer,
-            &config.generate.prompt,
-            config.generate.tokens,
-        )?;
         println!("prompt: {}", config.generate.prompt);
-        println!("continuation: {text}");
+        print!("continuation: ");
+        let d = &outcome.data;
+        let (prompt, tokens) = (&config.generate.prompt, config.generate.tokens);
+        generate(&mut outcome.model, &d.tokenizer, &d.vectorizer, prompt, tokens, write_stdout)?;
+        println!();
     }
     Ok(config)
 }
@@ -145,4 +148,13 @@ pub fn exit_code(result: Result<bool>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes generated text to standard output as it comes (flushed, so it shows at once).
+pub fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| stagewise_core::Error::io("standard output", e))
 }

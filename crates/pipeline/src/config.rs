@@ -46,11 +46,15 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Stop an epoch after this many windows (0 = the whole split); for quick experiments.
     pub max_windows: usize,
+    /// The most memory the run may use (`8G`, `512M`, bytes); unset: what the system has
+    /// available when the run starts. A run estimated to need more is refused before it starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<String>,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 1, batch: 32, bptt: 64, seed: 0, threads: 0, max_windows: 0 }
+        TrainConfig { epochs: 1, batch: 32, bptt: 64, seed: 0, threads: 0, max_windows: 0, max_memory: None }
     }
 }
 
@@ -61,7 +65,7 @@ pub struct GenerateConfig {
     /// Text fed to the model before it continues.
     pub prompt: String,
     /// Tokens to continue with (greedy arg-max).
-    pub tokens: usize,
+    pub tokens: u64,
 }
 
 impl Default for GenerateConfig {
@@ -144,11 +148,15 @@ impl Config {
                 format!("{} is not strictly between 0 and 1", self.data.test_fraction),
             ));
         }
+        crate::generate::check_token_count(self.generate.tokens, "generate.tokens")?;
         if self.generate.tokens > 0 && self.generate.prompt.trim().is_empty() {
             return Err(Error::config(
                 "generate.prompt",
                 "is empty: give a prompt, or set generate.tokens = 0",
             ));
+        }
+        if let Some(m) = &self.train.max_memory {
+            crate::memory::parse_bytes(m, "train.max_memory")?;
         }
         self.forward.validate()?;
         self.vectorizer.validate()?;

@@ -27,21 +27,38 @@ fn most_likely_word(logits: &[f32]) -> u32 {
     if logits.len() > 1 { argmax(&logits[1..]) as u32 + 1 } else { 0 }
 }
 
-/// Feeds `prompt` through `model` token by token from a zero state, then appends `tokens` greedy
-/// (arg-max, `<unk>` excluded) predictions, each fed back in. Returns the continuation only,
-/// detokenized.
+/// The most tokens one generation may ask for (`--tokens`, `generate.tokens`): generation writes
+/// tokens as they come, in constant memory, but a billion tokens already take days on a CPU; a
+/// larger count is refused up front rather than run until someone stops it.
+pub const MAX_TOKENS: u64 = 1_000_000_000;
+
+/// Checks a requested token count against [`MAX_TOKENS`]; `field` names the setting in errors.
+pub fn check_token_count(tokens: u64, field: &str) -> Result<()> {
+    if tokens > MAX_TOKENS {
+        return Err(Error::config(
+            field,
+            format!("{tokens} tokens is more than the {MAX_TOKENS} one generation may ask for"),
+        ));
+    }
+    Ok(())
+}
+
+/// Feeds `prompt` through `model` token by token from a zero state, then generates `tokens`
+/// greedy (arg-max, `<unk>` excluded) predictions, each fed back in, handing the text each adds
+/// to `emit` as it comes: constant memory for any count (at most [`MAX_TOKENS`]).
 ///
 /// Works on a model built for any batch: every stream is fed the same token and stream 0's
 /// prediction is taken (for `B` streams this costs `B` times a one-stream model's work, which is
 /// small for the one-step windows of generation). The model's recurrent state is reset first and
 /// left wherever generation ends.
-pub fn greedy_continuation<E, F, L, B, O>(
+pub fn generate<E, F, L, B, O>(
     model: &mut Model<f32, E, F, L, B, O>,
     tokenizer: &impl Tokenizer,
     vectorizer: &impl Vectorizer,
     prompt: &str,
-    tokens: usize,
-) -> Result<String>
+    tokens: u64,
+    mut emit: impl FnMut(&str) -> Result<()>,
+) -> Result<()>
 where
     E: Embedding<f32>,
     F: Forward<f32>,
@@ -49,6 +66,7 @@ where
     B: Backward<f32>,
     O: Optimizer<f32>,
 {
+    check_token_count(tokens, "generate.tokens")?;
     let cx = Ctx::seq().eval();
     let mut prompt_tokens = Tokens::new();
     tokenizer.run(prompt, &mut prompt_tokens, &cx)?;
@@ -57,21 +75,48 @@ where
         return Err(Error::config("generate.prompt", "the prompt has no tokens"));
     }
     let (batch, vocab) = (model.dims.batch, model.dims.vocab);
+    let mut inputs = vec![0u32; batch];
     model.reset_state();
-    let step = |model: &mut Model<f32, E, F, L, B, O>, id: u32| -> Result<u32> {
-        let logits = model.predict(&vec![id; batch], &cx)?;
+    let mut step = |model: &mut Model<f32, E, F, L, B, O>, id: u32| -> Result<u32> {
+        inputs.fill(id);
+        let logits = model.predict(&inputs, &cx)?;
         Ok(most_likely_word(&logits[..vocab]))
     };
     let mut next = 0;
     for &id in &ids {
         next = step(model, id)?;
     }
-    let mut out = Vec::with_capacity(tokens);
+    let (mut word, mut previous) = (Tokens::new(), None::<String>);
     for _ in 0..tokens {
-        out.push(next);
+        vectorizer.decode(&[next], &mut word)?;
+        let token = word.get(0).unwrap_or_default();
+        emit(&tokenizer.decode_next(previous.as_deref(), token))?;
+        previous = Some(token.to_owned());
         next = step(model, next)?;
     }
-    let mut words = Tokens::new();
-    vectorizer.decode(&out, &mut words)?;
-    Ok(tokenizer.decode(&words))
+    Ok(())
+}
+
+/// [`generate`]'s whole continuation as one string (for a short continuation, such as the one a
+/// training run prints).
+pub fn greedy_continuation<E, F, L, B, O>(
+    model: &mut Model<f32, E, F, L, B, O>,
+    tokenizer: &impl Tokenizer,
+    vectorizer: &impl Vectorizer,
+    prompt: &str,
+    tokens: u64,
+) -> Result<String>
+where
+    E: Embedding<f32>,
+    F: Forward<f32>,
+    L: Loss<f32>,
+    B: Backward<f32>,
+    O: Optimizer<f32>,
+{
+    let mut text = String::new();
+    generate(model, tokenizer, vectorizer, prompt, tokens, |piece| {
+        text.push_str(piece);
+        Ok(())
+    })?;
+    Ok(text)
 }

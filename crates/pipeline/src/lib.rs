@@ -11,6 +11,9 @@
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
+//! - [`memory`]: the run's memory, estimated from the config before anything is allocated.
+//! - [`run_dir`]: the run directory, locked while a run uses it and always holding one
+//!   consistent set of files.
 //! - [`mod@bench`]: GEMM and tokens/s measurements behind `cargo xtask bench`, and their report.
 //!
 //! The `stagewise` binary (`cargo xtask train`) is a thin command line over these.
@@ -21,8 +24,10 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod generate;
+pub mod memory;
 pub mod model;
 pub mod parity;
+pub mod run_dir;
 pub mod train;
 
 pub use config::Config;

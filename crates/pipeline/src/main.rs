@@ -8,10 +8,10 @@ use stagewise_pipeline::Model;
 use stagewise_pipeline::bench::report::Report;
 use stagewise_pipeline::bench::{BenchMode, GemmKernel, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
-use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command};
+use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command, write_stdout};
 use stagewise_pipeline::config::Config;
 use stagewise_pipeline::data::Batched;
-use stagewise_pipeline::generate::greedy_continuation;
+use stagewise_pipeline::generate::{check_token_count, generate};
 use stagewise_pipeline::parity::run_parity;
 use stagewise_pipeline::train::{evaluate, prepare_data_with, thread_pool};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
@@ -145,7 +145,7 @@ struct GenerateArgs {
     prompt: Option<String>,
     /// Tokens to generate (default: the config's count).
     #[arg(long)]
-    tokens: Option<usize>,
+    tokens: Option<u64>,
 }
 
 fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
@@ -216,8 +216,10 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
     let tokenizer = config.tokenizer.build()?;
     let prompt = args.prompt.unwrap_or_else(|| config.generate.prompt.clone());
     let tokens = args.tokens.unwrap_or(config.generate.tokens);
+    check_token_count(tokens, "--tokens")?;
     let mut model = loaded.model(1, 1)?;
-    println!("{}", greedy_continuation(&mut model, &tokenizer, &loaded.vectorizer, &prompt, tokens)?);
+    generate(&mut model, &tokenizer, &loaded.vectorizer, &prompt, tokens, write_stdout)?;
+    println!();
     Ok(())
 }
 
@@ -281,7 +283,26 @@ fn json_line(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::data("bench report", e.to_string()))
 }
 
+/// Any panic left is a bug: report it as one line, with where it happened and a request to
+/// report it, instead of a backtrace (the process still exits with the panic code, 101).
+fn report_panics_in_one_line() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| String::from("panic"));
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let what = what.replace('\n', " ");
+        eprintln!(
+            "error: internal error: {what}{place}; please report it (a bug of stagewise, not of your input)"
+        );
+    }));
+}
+
 fn main() -> ExitCode {
+    report_panics_in_one_line();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train_command(&a, Model::<f32>::builder).map(|_| true),

@@ -95,10 +95,10 @@ where
         if dims.vocab == 0 || dims.batch == 0 || dims.seq_len == 0 {
             return Err(Error::shape("model dims (vocabulary, batch, window)", "all at least 1", dims));
         }
-        let mut tape = Tape::new(dims.batch, dims.seq_len);
+        let mut tape = Tape::try_new(dims.batch, dims.seq_len)?;
         embedding.prepare(&dims, &mut tape)?;
         forward.prepare(&dims, &mut tape)?;
-        tape.finish();
+        tape.try_finish()?;
         dims.params = tape.params.layout().total();
         let out =
             tape.output().ok_or_else(|| Error::config("forward", "the forward stage declared no output"))?;
@@ -222,6 +222,7 @@ impl<T: Float> Model<T> {
             loss: config.loss.build(),
             backward: config.backward.build(),
             optimizer: config.optimizer.build(),
+            from_config: [true; 5],
             _float: std::marker::PhantomData,
         })
     }
@@ -251,38 +252,52 @@ pub struct ModelBuilder<
     loss: L,
     backward: B,
     optimizer: O,
+    /// Which boxes are still the config's built-ins (embed, forward, loss, backward, update).
+    from_config: [bool; 5],
     _float: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: Float, E, F, L, B, O> ModelBuilder<T, E, F, L, B, O> {
+    /// Which of the five boxes (embed, forward, loss, backward, update) are still the config's
+    /// built-ins, so that the config describes their sizes (the run's memory estimate counts
+    /// only those).
+    pub fn config_boxes(&self) -> [bool; 5] {
+        self.from_config
+    }
+
     /// Replaces the embed box.
     pub fn embedding<E2: Embedding<T>>(self, embedding: E2) -> ModelBuilder<T, E2, F, L, B, O> {
-        let ModelBuilder { forward, loss, backward, optimizer, _float, .. } = self;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+        let ModelBuilder { forward, loss, backward, optimizer, mut from_config, _float, .. } = self;
+        from_config[0] = false;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
     }
 
     /// Replaces the forward box.
     pub fn forward<F2: Forward<T>>(self, forward: F2) -> ModelBuilder<T, E, F2, L, B, O> {
-        let ModelBuilder { embedding, loss, backward, optimizer, _float, .. } = self;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+        let ModelBuilder { embedding, loss, backward, optimizer, mut from_config, _float, .. } = self;
+        from_config[1] = false;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
     }
 
     /// Replaces the loss box.
     pub fn loss<L2: Loss<T>>(self, loss: L2) -> ModelBuilder<T, E, F, L2, B, O> {
-        let ModelBuilder { embedding, forward, backward, optimizer, _float, .. } = self;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+        let ModelBuilder { embedding, forward, backward, optimizer, mut from_config, _float, .. } = self;
+        from_config[2] = false;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
     }
 
     /// Replaces the backward box.
     pub fn backward<B2: Backward<T>>(self, backward: B2) -> ModelBuilder<T, E, F, L, B2, O> {
-        let ModelBuilder { embedding, forward, loss, optimizer, _float, .. } = self;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+        let ModelBuilder { embedding, forward, loss, optimizer, mut from_config, _float, .. } = self;
+        from_config[3] = false;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
     }
 
     /// Replaces the update box.
     pub fn optimizer<O2: Optimizer<T>>(self, optimizer: O2) -> ModelBuilder<T, E, F, L, B, O2> {
-        let ModelBuilder { embedding, forward, loss, backward, _float, .. } = self;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, _float }
+        let ModelBuilder { embedding, forward, loss, backward, mut from_config, _float, .. } = self;
+        from_config[4] = false;
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
     }
 }
 

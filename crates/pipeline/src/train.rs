@@ -4,16 +4,19 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::data::{Batched, read_corpus, test_count, unigram_perplexity};
+use crate::memory;
 use crate::model::{CYCLE_STAGES, Model, ModelBuilder};
+use crate::run_dir::RunDir;
+use rayon::prelude::*;
 use serde::Serialize;
 use stagewise_backward::{Backward, BackwardImpl};
-use stagewise_core::{Ctx, Error, Float, Mode, Result, Stage, Tokens, par_for_threads};
+use stagewise_core::{Ctx, Error, Float, Mode, ParamLayout, Result, Stage, Tokens, par_for_threads};
 use stagewise_embedding::{Embedding, EmbeddingImpl};
 use stagewise_forward::{Forward, ForwardImpl};
 use stagewise_loss::{Loss, LossImpl};
 use stagewise_optimizer::{Optimizer, OptimizerImpl};
 use stagewise_tokenizer::TokenizerImpl;
-use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
+use stagewise_vectorizer::{Vectorizer, VectorizerConfig, VectorizerImpl};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -215,9 +218,13 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
 }
 
 /// Runs the whole training job described by `config` on the model `builder` makes (the config's
-/// boxes, or any of them replaced by your own type: see [`Model::builder`]), writing into
-/// `out_dir`: `metrics.jsonl` (by the [`MetricsFile`] observer, if given), `vocab.json` and
-/// `model.ckpt`.
+/// boxes, or any of them replaced by your own type: see [`Model::builder`]), in the run directory
+/// `out_dir` (see [`crate::run_dir`]): it is locked for the run, and at the end of every epoch a
+/// consistent `metrics.jsonl`, `vocab.json` and `model.ckpt` are published there together.
+///
+/// A non-finite loss, gradient or parameter stops the run with an error naming the epoch, window
+/// and step, the box and the first non-finite tensor; metrics never hold a non-finite number; and
+/// the last published set stays as it was.
 pub fn train<E, F, L, B, O>(
     config: &Config,
     builder: ModelBuilder<f32, E, F, L, B, O>,
@@ -250,6 +257,8 @@ where
     B: Backward<f32>,
     O: Optimizer<f32>,
 {
+    let mut run_dir = RunDir::open(out_dir)?;
+    check_memory(config, builder.config_boxes())?;
     let data = prepare_data(config)?;
     let vocab = data.vectorizer.vocab_size();
     let (batch, bptt) = (config.train.batch, config.train.bptt);
@@ -276,16 +285,20 @@ where
     for o in observers.iter_mut() {
         o.on_start(&info)?;
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let (config_toml, vocab_json) = (config.to_toml(), data.vectorizer.to_json());
     let started = Instant::now();
     let mut epochs = Vec::new();
+    let mut metrics_lines = String::new();
     for epoch in 1..=config.train.epochs {
         model.reset_state();
         model.clock.reset();
         let epoch_start = Instant::now();
         let (mut nll, mut count) = (0.0, 0usize);
         for (done, w) in train_split.windows(bptt).take(total).enumerate() {
-            model.train_window(w, &cx)?;
+            let place =
+                format!("epoch {epoch}, window {} of {total} (step {})", done + 1, model.opt_state.step + 1);
+            model.train_window(w, &cx).map_err(|e| e.context(&place))?;
+            check_finite(&model).map_err(|e| e.context(&place))?;
             nll += model.loss_out.nll_sum;
             count += model.loss_out.count;
             let mut go_on = true;
@@ -298,7 +311,8 @@ where
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let stage_seconds = model.clock.spent.map(|d| d.as_secs_f64());
-        let eval = evaluate(&mut model, &test_split, bptt, &cx)?;
+        let eval = evaluate(&mut model, &test_split, bptt, &cx)
+            .map_err(|e| e.context(format!("epoch {epoch}, evaluation")))?;
         let m = EpochMetrics {
             epoch,
             train_loss: nll / count.max(1) as f64,
@@ -309,23 +323,114 @@ where
             seconds: started.elapsed().as_secs_f64(),
             stage_seconds,
         };
+        m.check_finite()?;
+        let line = serde_json::to_string(&m).map_err(|e| Error::data("metrics", e.to_string()))?;
+        metrics_lines.push_str(&line);
+        metrics_lines.push('\n');
+        run_dir.publish(|dir| {
+            let ckpt = dir.join("model.ckpt");
+            Checkpoint::save_model(
+                &model,
+                &config_toml,
+                &vocab_json,
+                epoch as u64,
+                config.train.seed,
+                &ckpt,
+            )?;
+            data.vectorizer.save(dir.join("vocab.json"))?;
+            let metrics = dir.join("metrics.jsonl");
+            stagewise_core::write_atomically(&metrics, metrics_lines.as_bytes())
+                .map_err(|e| Error::io(&metrics, e))
+        })?;
         for o in observers.iter_mut() {
             o.on_epoch(&m)?;
         }
         epochs.push(m);
     }
-    data.vectorizer.save(out_dir.join("vocab.json"))?;
     let checkpoint = out_dir.join("model.ckpt");
-    let vocab_json = data.vectorizer.to_json();
-    let (epoch, seed) = (epochs.len() as u64, config.train.seed);
-    Checkpoint::save_model(&model, &config.to_toml(), &vocab_json, epoch, seed, &checkpoint)?;
     Ok(TrainOutcome { model, data, epochs, unigram_ppl, checkpoint })
 }
 
-/// Appends one JSON object per epoch to a file (`metrics.jsonl`).
+/// Refuses a run whose estimated memory ([`crate::memory`]) exceeds `train.max_memory`, or what
+/// the system has available, before any data is read or any tensor allocated.
+fn check_memory(config: &Config, boxes: [bool; 5]) -> Result<()> {
+    let (limit, source) = match &config.train.max_memory {
+        Some(m) => {
+            (memory::parse_bytes(m, "train.max_memory")? as f64, "allowed by train.max_memory (--max-memory)")
+        }
+        None => match memory::available_bytes() {
+            Some(bytes) => (bytes, "available"),
+            None => return Ok(()),
+        },
+    };
+    let VectorizerConfig::Vocab { max_size } = config.vectorizer;
+    let corpus_bytes = std::fs::metadata(&config.data.path).map_or(0, |m| m.len());
+    memory::check(&memory::estimate(config, max_size, corpus_bytes, boxes), limit, source)
+}
+
+/// Stops a run whose last window left a non-finite loss, gradient or parameter, naming the box
+/// and the first non-finite tensor. The parameters are checked every window (one pass over the
+/// arena, a fraction of a percent of a window); the gradients only to say which box went first.
+fn check_finite<E, F, L, B, O>(model: &Model<f32, E, F, L, B, O>) -> Result<()>
+where
+    E: Embedding<f32>,
+    F: Forward<f32>,
+    L: Loss<f32>,
+    B: Backward<f32>,
+    O: Optimizer<f32>,
+{
+    let [_, _, loss, backward, update] = model.stage_names();
+    let out = &model.loss_out;
+    if !out.nll_sum.is_finite() {
+        return Err(Error::Numeric { stage: loss, message: format!("the loss is {}", out.nll_sum) });
+    }
+    let layout = model.tape.params.layout();
+    let Some(param) = first_non_finite(layout, model.tape.params.as_slice()) else {
+        return Ok(());
+    };
+    let (stage, what, tensor) = match first_non_finite(layout, model.tape.grads.as_slice()) {
+        Some(grad) => (backward, "gradient", grad),
+        None => (update, "parameter", param),
+    };
+    Err(Error::Numeric { stage, message: format!("non-finite {what} in {tensor}") })
+}
+
+/// The name of the first tensor of `layout` holding a non-finite value of `data`, if any.
+fn first_non_finite<'a>(layout: &'a ParamLayout, data: &[f32]) -> Option<&'a str> {
+    const CHUNK: usize = 1 << 16;
+    if !data.par_chunks(CHUNK).any(|c| c.iter().any(|x| !x.is_finite())) {
+        return None;
+    }
+    let first = data.iter().position(|x| !x.is_finite())?;
+    layout.entries().iter().find(|e| (e.offset..e.offset + e.len()).contains(&first)).map(|e| e.name.as_str())
+}
+
+impl EpochMetrics {
+    /// Fails, naming the figure, if any figure is not finite (a diverged model's perplexity
+    /// overflows): `metrics.jsonl` never holds one.
+    fn check_finite(&self) -> Result<()> {
+        let figures = [
+            ("train loss", self.train_loss),
+            ("test loss", self.test_loss),
+            ("test perplexity", self.test_ppl),
+            ("test accuracy", self.test_acc),
+        ];
+        match figures.iter().find(|(_, v)| !v.is_finite()) {
+            None => Ok(()),
+            Some((name, v)) => Err(Error::Numeric {
+                stage: "evaluation".into(),
+                message: format!("{name} is {v} (test loss {}): the model diverged", self.test_loss),
+            }
+            .context(format!("epoch {}", self.epoch))),
+        }
+    }
+}
+
+/// Appends one JSON object per epoch to a file of your choice, in the format of
+/// `metrics.jsonl` (the run directory's own `metrics.jsonl` is written by [`train`]).
 ///
 /// The file is (re)started only in [`Observer::on_start`], i.e. once the data and the model are
-/// ready: a run that fails on bad input leaves the previous run's metrics untouched.
+/// ready: a run that fails on bad input leaves the previous file untouched.
 pub struct MetricsFile {
     path: PathBuf,
 }

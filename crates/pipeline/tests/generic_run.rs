@@ -7,7 +7,7 @@ use stagewise_core::{Ctx, Dims, Result, Stage};
 use stagewise_optimizer::{OptimizerState, Update};
 use stagewise_pipeline::Model;
 use stagewise_pipeline::checkpoint::Checkpoint;
-use stagewise_pipeline::train::{MetricsFile, Observer, train};
+use stagewise_pipeline::train::train;
 
 /// Plain SGD: `p ← p − lr·g`, with no state at all.
 #[derive(Clone, Copy, Debug)]
@@ -42,10 +42,8 @@ fn a_stateless_optimizer_trains_and_checkpoints_no_state() {
     std::fs::write(dir.join("corpus.txt"), corpus(110)).unwrap();
     let config = tiny_config(dir.join("corpus.txt"));
     let out = dir.join("run");
-    let mut metrics = MetricsFile::create(out.join("metrics.jsonl")).unwrap();
-    let mut observers: [&mut dyn Observer; 1] = [&mut metrics];
     let builder = Model::builder(&config).unwrap().optimizer(PlainSgd { lr: 0.5 });
-    let outcome = train(&config, builder, &out, &mut observers).unwrap();
+    let outcome = train(&config, builder, &out, &mut []).unwrap();
     assert_eq!(outcome.epochs.len(), 3);
     assert!(outcome.epochs[2].train_loss < outcome.epochs[0].train_loss, "{:?}", outcome.epochs);
     assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().count(), 3);

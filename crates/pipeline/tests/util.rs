@@ -61,7 +61,8 @@ pub fn corpus(sentences: usize) -> String {
 pub fn tiny_config(corpus: PathBuf) -> Config {
     let mut config = Config::default();
     config.data.path = corpus;
-    config.train = TrainConfig { epochs: 3, batch: 4, bptt: 8, seed: 7, threads: 1, max_windows: 0 };
+    config.train =
+        TrainConfig { epochs: 3, batch: 4, bptt: 8, seed: 7, threads: 1, ..TrainConfig::default() };
     config.embedding = EmbeddingConfig::Table { dim: 8 };
     config.forward = ForwardConfig::Lstm { hidden: 16 };
     config.vectorizer = VectorizerConfig::Vocab { max_size: 50 };

@@ -74,12 +74,32 @@ impl Tokenizer for TokenizerImpl {
             TokenizerImpl::Word(t) => t.tokenize(text),
         }
     }
+
+    fn decode_next(&self, previous: Option<&str>, token: &str) -> String {
+        match self {
+            TokenizerImpl::Word(t) => t.decode_next(previous, token),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use stagewise_core::Stage;
+
+    /// Decoding token by token gives the text of decoding the whole sequence.
+    #[test]
+    fn tokens_decoded_one_at_a_time_join_into_the_whole_decoding() {
+        let t = TokenizerConfig::default().build().expect("word builds");
+        let tokens = t.tokenize("to be or not to be").expect("tokenizes");
+        let mut streamed = String::new();
+        let mut previous = None;
+        for token in tokens.iter() {
+            streamed.push_str(&t.decode_next(previous, token));
+            previous = Some(token);
+        }
+        assert_eq!(streamed, t.decode(&tokens));
+    }
 
     #[test]
     fn default_is_word() {

@@ -71,4 +71,22 @@ pub trait Tokenizer: for<'a> Stage<Input<'a> = &'a str, Output = Tokens> {
         self.run(text, &mut out, &Ctx::seq())?;
         Ok(out)
     }
+
+    /// The text one more token adds after `previous` (the token before it, if any), so that
+    /// generated text can be written as it comes, in constant memory.
+    ///
+    /// The default decodes `previous` alone and the pair, and returns what the pair adds; that is
+    /// exact for every tokenizer whose decoding of a sequence begins with the decoding of its
+    /// prefix (the word tokenizer's `" token"`). Override it where that does not hold.
+    fn decode_next(&self, previous: Option<&str>, token: &str) -> String {
+        let Some(previous) = previous else {
+            return self.decode(&Tokens::from_iter([token]));
+        };
+        let before = self.decode(&Tokens::from_iter([previous]));
+        let both = self.decode(&Tokens::from_iter([previous, token]));
+        match both.strip_prefix(&before) {
+            Some(added) => added.to_owned(),
+            None => self.decode(&Tokens::from_iter([token])),
+        }
+    }
 }

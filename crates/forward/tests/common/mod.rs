@@ -58,7 +58,7 @@ pub fn build<T: Float>(
     zero_state: bool,
 ) -> Model<T> {
     let mut tape = Tape::<T>::new(batch, max_steps);
-    let x = tape.acts.declare_rows("x", e, true);
+    let x = tape.acts.declare_rows("x", e, true).expect("declare x");
     let lstm = LstmOp::declare(&mut tape, x, h, seed).expect("declare lstm");
     tape.push(Box::new(lstm.clone()) as Box<dyn Op<T>>);
     let fc = vocab.map(|v| {
