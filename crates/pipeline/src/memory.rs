@@ -15,7 +15,8 @@ use stagewise_core::{Error, Result, human_bytes};
 pub struct Need {
     /// The tensors or buffers (`lstm.weight_hh_l0 and the other LSTM weights`, `fc.out (the logits)`).
     pub what: String,
-    /// The config key whose value drives its size most (`forward.hidden`).
+    /// The config key whose value drives its size most (`forward.hidden`), or keys
+    /// (`train.batch × train.bptt`).
     pub field: &'static str,
     /// That key's value, as written in the config.
     pub value: String,
@@ -53,7 +54,8 @@ pub fn estimate(config: &Config, vocab: usize, corpus_bytes: u64, boxes: ConfigB
         // [x | 1] and its transpose, the head's transposed weight copies.
         need("the head's operands", "forward.hidden", hidden, (h + 1.0) * (2.0 * rows + 2.0 * v));
         let logits = "fc.out (the logits and their gradient)";
-        need(logits, "train.bptt", config.train.bptt.to_string(), rows * v * 2.0);
+        let window = format!("{} × {}", config.train.batch, config.train.bptt);
+        need(logits, "train.batch × train.bptt", window, rows * v * 2.0);
     }
     if boxes[2] {
         needs.push(Need {

@@ -5,6 +5,8 @@
 //! - [`end_to_end`]: a tiny training run, its files, and its determinism.
 //! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
 //! - [`checkpoint_safety`]: a failed save never destroys the previous checkpoint.
+//! - [`bad_inputs`]: the committed bad-input corpus, every case one clean error line.
+//! - [`run_dir_safety`]: concurrent, failed and killed runs never lose or mix up a run directory.
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
@@ -13,10 +15,12 @@
 
 mod util;
 
+mod bad_inputs;
 mod bench_cli;
 mod checkpoint_safety;
 mod cli_errors;
 mod end_to_end;
 mod generic_run;
 mod parity;
+mod run_dir_safety;
 mod whole_model_gradient;
