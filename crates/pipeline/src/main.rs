@@ -127,11 +127,11 @@ struct ParityArgs {
     /// Also apply N Adam steps on the same batch and compare the parameters after each.
     #[arg(long, default_value_t = 0)]
     adam_steps: usize,
-    /// Learning rate for the Adam steps (default: the file's metadata, else 1e-3).
-    #[arg(long)]
+    /// Learning rate for the Adam steps, greater than 0 (default: the file's metadata, else 1e-3).
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
-    /// Largest absolute difference accepted.
-    #[arg(long, default_value_t = 1e-4)]
+    /// Largest absolute difference accepted: a finite number, at least 0.
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     tol: f64,
 }
 
@@ -148,7 +148,15 @@ struct GenerateArgs {
     tokens: Option<usize>,
 }
 
+/// `n` and `noun`, the noun in the plural unless `n` is 1 ("1 tensor", "29 tensors").
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
+    if !(args.tol.is_finite() && args.tol >= 0.0) {
+        return Err(Error::config("--tol", format!("{} is not a finite number of at least 0", args.tol)));
+    }
     let report = run_parity(&args.file, args.adam_steps, args.lr)?;
     println!("checking in {}", report.dtype);
     println!("loss ours={:.8} reference={:.8}", report.loss, report.reference_loss);
@@ -157,11 +165,17 @@ fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
     }
     let failures = report.failures(args.tol);
     if failures.is_empty() {
-        println!("parity OK: {} tensors within tol {:e}", report.comparisons.len(), args.tol);
+        println!("parity OK: {} within tol {:e}", count(report.comparisons.len(), "tensor"), args.tol);
         Ok(true)
     } else {
         let names: Vec<&str> = failures.iter().map(|c| c.name.as_str()).collect();
-        println!("parity FAILED: {} tensors exceed tol {:e}: {}", failures.len(), args.tol, names.join(", "));
+        let verb = if failures.len() == 1 { "exceeds" } else { "exceed" };
+        println!(
+            "parity FAILED: {} {verb} tol {:e}: {}",
+            count(failures.len(), "tensor"),
+            args.tol,
+            names.join(", ")
+        );
         Ok(false)
     }
 }
@@ -293,4 +307,16 @@ fn main() -> ExitCode {
         Command::BenchReport(a) => run_bench_report(a).map(|()| true),
     };
     exit_code(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "tensor"), "1 tensor");
+        assert_eq!(count(0, "token"), "0 tokens");
+        assert_eq!(count(29, "tensor"), "29 tensors");
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
 //! - [`checkpoint_safety`]: a failed save never destroys the previous checkpoint.
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
+//! - [`robust_inputs`]: broken reference files and enormous headers: refused at once, in one line.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
@@ -19,4 +20,5 @@ mod cli_errors;
 mod end_to_end;
 mod generic_run;
 mod parity;
+mod robust_inputs;
 mod whole_model_gradient;
