@@ -1,8 +1,10 @@
-//! Hostile and mistaken inputs: reference files that would pass by comparing too little, and
-//! headers that claim enormous models. Each is refused at once with one line naming it.
+//! Hostile and mistaken inputs: reference files that would pass by comparing too little, headers
+//! that claim enormous models, absurd thread counts, files that never end, damaged checkpoints,
+//! and messages that should point at the fix. Each is refused at once with one line naming it.
 
-use crate::util::{TempDir, stagewise, texts};
+use crate::util::{TINY_TOML, TempDir, corpus, stagewise, texts};
 use safetensors::Dtype;
+use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::parity::run_parity;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -282,4 +284,108 @@ fn parity_validates_sizes_before_building_a_model() {
         let out = stagewise_within(here, &["parity", file.to_str().unwrap()], Duration::from_secs(20));
         one_line_error(&out, name, &[needle]);
     }
+}
+
+/// A mistyped thread count (a million) is refused before any thread is started, not after
+/// minutes of starting them.
+#[test]
+fn absurd_thread_counts_are_refused_at_once() {
+    let dir = TempDir::new("robust-threads");
+    let d = dir.path();
+    std::fs::write(dir.join("tiny.toml"), TINY_TOML).unwrap();
+    let limit = Duration::from_secs(10);
+    for args in [
+        &["train", "--config", "tiny.toml", "--out", "run", "--threads", "1000000"][..],
+        &["eval", "--checkpoint", "none.ckpt", "--threads", "1000000"],
+        &["bench-run", "--config", "tiny.toml", "--threads", "1000000"],
+        &["bench-gemm", "--size", "8", "--threads", "1000000"],
+    ] {
+        let out = stagewise_within(d, args, limit);
+        one_line_error(&out, &args.join(" "), &["threads", "1000000", "1024"]);
+    }
+    std::fs::write(dir.join("threads.toml"), "[train]\nthreads = 2000\n").unwrap();
+    let out = stagewise_within(d, &["train", "--config", "threads.toml", "--out", "run"], limit);
+    one_line_error(&out, "threads = 2000", &["train.threads", "2000", "1024"]);
+    for command in ["train", "eval", "bench-run", "bench-gemm"] {
+        let out = stagewise(d, &[command, "--help"]);
+        let help = texts(&out).0;
+        // The short help puts it on the flag's line, the long help (`bench-*`) on the next.
+        let lines: Vec<&str> = help.lines().collect();
+        let at = lines.iter().position(|l| l.contains("--threads")).unwrap();
+        assert!(lines[at..at + 2].concat().contains("at most 1024"), "{command} --help:\n{help}");
+    }
+}
+
+/// A device is never read as a checkpoint or a reference file: `/dev/zero` would never end.
+#[cfg(unix)]
+#[test]
+fn checkpoints_and_references_must_be_regular_files() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(Checkpoint::load(Path::new("/dev/zero")).map(|_| ())).ok());
+    let err = rx.recv_timeout(Duration::from_secs(10)).expect("still reading /dev/zero").unwrap_err();
+    assert!(err.to_string().contains("/dev/zero: is not a regular file"), "{err}");
+
+    let dir = TempDir::new("robust-devices");
+    let limit = Duration::from_secs(10);
+    for args in [
+        &["generate", "--checkpoint", "/dev/zero"][..],
+        &["eval", "--checkpoint", "/dev/zero"],
+        &["parity", "/dev/zero"],
+    ] {
+        let out = stagewise_within(dir.path(), args, limit);
+        one_line_error(&out, &args.join(" "), &["/dev/zero", "not a regular file"]);
+    }
+    let out = stagewise_within(dir.path(), &["generate", "--checkpoint", "."], limit);
+    one_line_error(&out, "a directory", &["not a regular file"]);
+}
+
+/// Run from elsewhere, `eval` cannot find the corpus the checkpoint's config names relative to
+/// where it was trained: the error says to pass `--data`. `--lr -1` parses, and is refused by the
+/// config's own check.
+#[test]
+fn messages_point_at_the_fix() {
+    let dir = TempDir::new("robust-messages");
+    let d = dir.path();
+    std::fs::write(dir.join("corpus.txt"), corpus(80)).unwrap();
+    std::fs::write(dir.join("tiny.toml"), TINY_TOML).unwrap();
+    let tiny = ["train", "--config", "tiny.toml", "--out", "run"];
+
+    let out = stagewise(d, &[&tiny[..], &["--lr", "-1"]].concat());
+    one_line_error(&out, "--lr -1", &["optimizer.lr", "-1", "out of range"]);
+
+    let help = texts(&stagewise(d, &["train", "--help"])).0;
+    let line = help.lines().find(|l| l.contains("--max-windows")).unwrap_or_default().to_owned();
+    assert!(line.contains("0 = the whole epoch"), "{help}");
+
+    let out = stagewise(d, &[&tiny[..], &["--epochs", "1", "--max-windows", "2"]].concat());
+    assert!(out.status.success(), "{:?}", texts(&out));
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let ckpt = dir.join("run/model.ckpt");
+    let out = stagewise(&elsewhere, &["eval", "--checkpoint", ckpt.to_str().unwrap()]);
+    one_line_error(&out, "eval elsewhere", &["corpus.txt", "--data"]);
+    let corpus = dir.join("corpus.txt");
+    let out = stagewise(
+        &elsewhere,
+        &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", corpus.to_str().unwrap()],
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success() && stdout.starts_with("test loss "), "{stdout}\n{stderr}");
+    assert!(stdout.trim_end().ends_with(" tokens"), "{stdout}");
+    // A corpus given with --data that is missing gets no hint: the path is the user's own.
+    let out = stagewise(&elsewhere, &["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", "typo.txt"]);
+    let line = one_line_error(&out, "eval --data typo.txt", &["typo.txt"]);
+    assert!(!line.contains("--data"), "{line}");
+
+    // A checkpoint cut inside its header, or with one byte appended: said as such.
+    let good = std::fs::read(&ckpt).unwrap();
+    std::fs::write(dir.join("cut.ckpt"), &good[..30]).unwrap();
+    let out = stagewise(d, &["generate", "--checkpoint", "cut.ckpt"]);
+    one_line_error(&out, "cut in header", &["cut.ckpt", "truncated inside its 52-byte header", "30 bytes"]);
+    let mut longer = good.clone();
+    longer.push(0);
+    std::fs::write(dir.join("longer.ckpt"), &longer).unwrap();
+    let out = stagewise(d, &["generate", "--checkpoint", "longer.ckpt"]);
+    let line = one_line_error(&out, "one byte appended", &["longer.ckpt", "1 byte after the body"]);
+    assert!(!line.contains("truncated"), "{line}");
 }

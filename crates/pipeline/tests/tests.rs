@@ -6,7 +6,8 @@
 //! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
 //! - [`checkpoint_safety`]: a failed save never destroys the previous checkpoint.
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
-//! - [`robust_inputs`]: broken reference files and enormous headers: refused at once, in one line.
+//! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
+//!   as files, damaged checkpoints: refused at once, in one line that names the fix.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
