@@ -17,6 +17,7 @@ use stagewise_embedding::Embedding;
 use stagewise_forward::Forward;
 use stagewise_loss::Loss;
 use stagewise_optimizer::Optimizer;
+use std::io::Read;
 use std::path::Path;
 
 /// First bytes of every checkpoint.
@@ -175,6 +176,71 @@ impl From<CheckpointV1> for Checkpoint {
 
 fn corrupt(path: &Path, message: impl Into<String>) -> Error {
     Error::Checkpoint { path: path.to_path_buf(), message: message.into() }
+}
+
+/// `n` bytes, in words ("1 byte", "52 bytes").
+fn bytes(n: u64) -> String {
+    if n == 1 { "1 byte".to_owned() } else { format!("{n} bytes") }
+}
+
+/// The version and declared body length from the start of a file, checking the magic number and
+/// the version. `start` may be the whole file or only its first bytes: a file too short to hold
+/// a header is reported as truncated inside it, unless what it has already differs from the magic.
+fn parse_header(start: &[u8], path: &Path) -> Result<(u32, u64)> {
+    let Some(header) = start.get(..HEADER_LEN) else {
+        let n = start.len().min(MAGIC.len());
+        if start[..n] != MAGIC[..n] {
+            return Err(corrupt(path, "not a Stagewise checkpoint (bad magic number)"));
+        }
+        return Err(corrupt(
+            path,
+            format!(
+                "truncated inside its {HEADER_LEN}-byte header: the file is only {}",
+                bytes(start.len() as u64)
+            ),
+        ));
+    };
+    if &header[..8] != MAGIC {
+        return Err(corrupt(path, "not a Stagewise checkpoint (bad magic number)"));
+    }
+    let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+    if version != VERSION && version != 1 {
+        return Err(corrupt(
+            path,
+            format!("checkpoint format version {version}, this build reads 1 and {VERSION}"),
+        ));
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&header[12..20]);
+    Ok((version, u64::from_le_bytes(len)))
+}
+
+/// Checks that the body after the header is as long as the header says: shorter is a truncated
+/// file, longer is bytes appended after it or a corrupted length field.
+fn check_body_len(declared: u64, present: u64, path: &Path) -> Result<()> {
+    if present < declared {
+        return Err(corrupt(
+            path,
+            format!(
+                "truncated: the header says the body is {}, the file holds {} after the header",
+                bytes(declared),
+                bytes(present)
+            ),
+        ));
+    }
+    if present > declared {
+        return Err(corrupt(
+            path,
+            format!(
+                "{} after the body: the header says the body is {}, the file holds {} after the header \
+                 (bytes appended, or a corrupted length field)",
+                bytes(present - declared),
+                bytes(declared),
+                bytes(present)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl Checkpoint {
@@ -336,23 +402,9 @@ impl Checkpoint {
 
     /// Parses and verifies bytes read from `path` (named in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
-            return Err(corrupt(path, "not a Stagewise checkpoint (bad magic number)"));
-        }
-        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != VERSION && version != 1 {
-            return Err(corrupt(
-                path,
-                format!("checkpoint format version {version}, this build reads 1 and {VERSION}"),
-            ));
-        }
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&bytes[12..20]);
-        let len = u64::from_le_bytes(len);
+        let (version, len) = parse_header(bytes, path)?;
         let body = &bytes[HEADER_LEN..];
-        if body.len() as u64 != len {
-            return Err(corrupt(path, format!("truncated: body is {} bytes, header says {len}", body.len())));
-        }
+        check_body_len(len, body.len() as u64, path)?;
         if Sha256::digest(body).as_slice() != &bytes[20..52] {
             return Err(corrupt(path, "checksum mismatch: the file is corrupted"));
         }
@@ -386,9 +438,28 @@ impl Checkpoint {
         self.as_ref().save(path)
     }
 
-    /// Reads and verifies a checkpoint.
+    /// Reads and verifies a checkpoint. Only a regular file is read (a device such as
+    /// `/dev/zero` would never end), and only as much of it as its header declares: the header
+    /// first, then a body of exactly the declared length, which must be what the file holds.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let io = |e| Error::io(path, e);
+        // `metadata` before `open`: opening a FIFO for reading would wait for a writer.
+        if !std::fs::metadata(path).map_err(io)?.is_file() {
+            return Err(corrupt(path, "is not a regular file: expected a checkpoint written by `train`"));
+        }
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut bytes = Vec::with_capacity(HEADER_LEN);
+        (&mut file).take(HEADER_LEN as u64).read_to_end(&mut bytes).map_err(io)?;
+        let (_, len) = parse_header(&bytes, path)?;
+        check_body_len(len, size.saturating_sub(HEADER_LEN as u64), path)?;
+        let body_len = usize::try_from(len)
+            .map_err(|_| corrupt(path, format!("a body of {len} bytes does not fit in memory")))?;
+        bytes
+            .try_reserve_exact(body_len)
+            .map_err(|e| corrupt(path, format!("cannot hold a body of {len} bytes in memory: {e}")))?;
+        // If the file changed size meanwhile, `from_bytes` finds the body's length wrong.
+        file.take(len).read_to_end(&mut bytes).map_err(io)?;
         Self::from_bytes(&bytes, path)
     }
 }
@@ -443,6 +514,57 @@ mod tests {
         let err = sample().save(&dir.join("no/such/dir/x.ckpt")).unwrap_err().to_string();
         assert!(err.contains("x.ckpt"), "{err}");
         assert_eq!(Checkpoint::load(&path).unwrap(), sample());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Damage to the header or the length says which: cut inside the header, a body shorter than
+    /// declared (truncated), or longer (bytes appended, or a corrupted length field).
+    #[test]
+    fn header_and_length_damage_is_told_apart() {
+        let path = Path::new("model.ckpt");
+        let good = sample().to_bytes().unwrap();
+        let body = (good.len() - HEADER_LEN) as u64;
+        let err = |bytes: &[u8]| Checkpoint::from_bytes(bytes, path).unwrap_err().to_string();
+        for keep in [0, 1, 8, 30, 51] {
+            let e = err(&good[..keep]);
+            assert!(
+                e.contains("truncated inside its 52-byte header") && e.contains(&format!(" {keep} byte")),
+                "{e}"
+            );
+        }
+        assert!(err(b"STGXCKPT").contains("bad magic number"));
+        let e = err(&good[..good.len() - 1]);
+        assert!(e.contains(&format!("body is {body} bytes, the file holds {} bytes", body - 1)), "{e}");
+        let mut longer = good.clone();
+        longer.push(7);
+        let e = err(&longer);
+        assert!(
+            e.contains("1 byte after the body") && e.contains(&format!("says the body is {body} bytes")),
+            "{e}"
+        );
+        assert!(!e.contains("truncated"), "{e}");
+        let mut length = good.clone();
+        length[12..20].copy_from_slice(&(body - 10).to_le_bytes());
+        let e = err(&length);
+        assert!(e.contains("10 bytes after the body") && e.contains("corrupted length field"), "{e}");
+        length[12..20].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(err(&length).contains(&format!("says the body is {} bytes", u64::MAX)));
+
+        // `load` gives the same answers, reading only the header when the length is wrong.
+        let dir = std::env::temp_dir().join(format!("stagewise-ckpt-len-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model.ckpt");
+        std::fs::write(&file, &length).unwrap();
+        let e = Checkpoint::load(&file).unwrap_err().to_string();
+        assert!(e.contains("truncated: the header says the body is") && e.contains("model.ckpt"), "{e}");
+        std::fs::write(&file, &longer).unwrap();
+        assert!(Checkpoint::load(&file).unwrap_err().to_string().contains("1 byte after the body"));
+        std::fs::write(&file, &good[..30]).unwrap();
+        assert!(Checkpoint::load(&file).unwrap_err().to_string().contains("truncated inside"));
+        std::fs::write(&file, &good).unwrap();
+        assert_eq!(Checkpoint::load(&file).unwrap(), sample());
+        let e = Checkpoint::load(&dir).unwrap_err().to_string();
+        assert!(e.contains("is not a regular file"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -51,14 +51,14 @@ pub struct TrainArgs {
     /// Run seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores; at most 1024).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Stop each epoch after N windows (quick experiments).
+    /// Stop each epoch after N windows, for quick experiments (0 = the whole epoch).
     #[arg(long)]
     pub max_windows: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
+    /// Learning rate, greater than 0.
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// The most memory the run may use (`8G`, `512M`, bytes; default: what the system has
     /// available): a run estimated to need more is refused before it starts.

@@ -42,7 +42,7 @@ pub struct TrainConfig {
     pub bptt: usize,
     /// Run seed: every random number (initialisation) derives from it.
     pub seed: u64,
-    /// Worker threads; 0 means every available core.
+    /// Worker threads; 0 means every available core; at most [`MAX_THREADS`].
     pub threads: usize,
     /// Stop an epoch after this many windows (0 = the whole split); for quick experiments.
     pub max_windows: usize,
@@ -56,6 +56,25 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig { epochs: 1, batch: 32, bptt: 64, seed: 0, threads: 0, max_windows: 0, max_memory: None }
     }
+}
+
+/// The most worker threads a run may ask for (`train.threads`, `--threads`). Results are the same
+/// at any thread count, so more threads than cores only costs time; but a mistyped count (a
+/// million) would spend minutes starting threads before failing, so it is refused at once. Fixed
+/// rather than a multiple of the cores, so that a config that is valid on one machine is valid on
+/// every machine.
+pub const MAX_THREADS: usize = 1024;
+
+/// Checks a thread count against [`MAX_THREADS`] (0, every core, is always fine); `field` names
+/// the config key or flag in the error.
+pub fn check_threads(field: &str, threads: usize) -> Result<()> {
+    if threads > MAX_THREADS {
+        return Err(Error::config(
+            field,
+            format!("{threads} threads is more than the limit of {MAX_THREADS} (0 = every core)"),
+        ));
+    }
+    Ok(())
 }
 
 /// What to print after training.
@@ -129,7 +148,8 @@ impl Config {
         toml::to_string(self).unwrap_or_else(|e| format!("# config could not be serialised: {e}\n"))
     }
 
-    /// Checks the values serde cannot: sizes that must be positive, fractions in range.
+    /// Checks the values serde cannot: sizes that must be positive, fractions in range, a thread
+    /// count within [`MAX_THREADS`].
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("train.epochs", self.train.epochs),
@@ -142,6 +162,7 @@ impl Config {
                 return Err(Error::config(field, "must be at least 1"));
             }
         }
+        check_threads("train.threads", self.train.threads)?;
         if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
             return Err(Error::config(
                 "data.test_fraction",
@@ -213,5 +234,13 @@ mod tests {
             let err = Config::from_toml(text, "c.toml").unwrap_err().to_string();
             assert!(err.contains(field), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn absurd_thread_counts_are_refused_with_the_limit() {
+        let err = Config::from_toml("[train]\nthreads = 1000000\n", "c.toml").unwrap_err().to_string();
+        assert!(err.contains("train.threads") && err.contains("1000000") && err.contains("1024"), "{err}");
+        assert!(Config::from_toml("[train]\nthreads = 1024\n", "c.toml").is_ok());
+        assert!(check_threads("--threads", 0).is_ok());
     }
 }

@@ -9,7 +9,7 @@ use stagewise_pipeline::bench::report::Report;
 use stagewise_pipeline::bench::{BenchMode, GemmKernel, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command, write_stdout};
-use stagewise_pipeline::config::Config;
+use stagewise_pipeline::config::{Config, check_threads};
 use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::{check_token_count, generate};
 use stagewise_pipeline::parity::run_parity;
@@ -59,7 +59,7 @@ struct BenchGemmArgs {
     /// Which product: faer's (the MFU yardstick) or the head's packed AVX-512 kernel.
     #[arg(long, value_enum, default_value_t = GemmKernel::Faer)]
     kernel: GemmKernel,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores; at most 1024).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Timed products after one warm-up; the best is reported as `gflops`.
@@ -75,7 +75,7 @@ struct BenchRunArgs {
     /// The UTF-8 corpus (default: the config's `data.path`).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores; at most 1024).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// `train` (whole cycles) or `infer` (embed + forward only).
@@ -115,7 +115,7 @@ struct EvalArgs {
     /// The corpus whose test split is scored (default: the one the checkpoint was trained on).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Worker threads (0 = all cores).
+    /// Worker threads (0 = all cores; at most 1024; default: the checkpoint's `train.threads`).
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -127,11 +127,11 @@ struct ParityArgs {
     /// Also apply N Adam steps on the same batch and compare the parameters after each.
     #[arg(long, default_value_t = 0)]
     adam_steps: usize,
-    /// Learning rate for the Adam steps (default: the file's metadata, else 1e-3).
-    #[arg(long)]
+    /// Learning rate for the Adam steps, greater than 0 (default: the file's metadata, else 1e-3).
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
-    /// Largest absolute difference accepted.
-    #[arg(long, default_value_t = 1e-4)]
+    /// Largest absolute difference accepted: a finite number, at least 0.
+    #[arg(long, default_value_t = 1e-4, allow_negative_numbers = true)]
     tol: f64,
 }
 
@@ -148,7 +148,15 @@ struct GenerateArgs {
     tokens: Option<u64>,
 }
 
+/// `n` and `noun`, the noun in the plural unless `n` is 1 ("1 tensor", "29 tensors").
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
+    if !(args.tol.is_finite() && args.tol >= 0.0) {
+        return Err(Error::config("--tol", format!("{} is not a finite number of at least 0", args.tol)));
+    }
     let report = run_parity(&args.file, args.adam_steps, args.lr)?;
     println!("checking in {}", report.dtype);
     println!("loss ours={:.8} reference={:.8}", report.loss, report.reference_loss);
@@ -157,11 +165,17 @@ fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
     }
     let failures = report.failures(args.tol);
     if failures.is_empty() {
-        println!("parity OK: {} tensors within tol {:e}", report.comparisons.len(), args.tol);
+        println!("parity OK: {} within tol {:e}", count(report.comparisons.len(), "tensor"), args.tol);
         Ok(true)
     } else {
         let names: Vec<&str> = failures.iter().map(|c| c.name.as_str()).collect();
-        println!("parity FAILED: {} tensors exceed tol {:e}: {}", failures.len(), args.tol, names.join(", "));
+        let verb = if failures.len() == 1 { "exceeds" } else { "exceed" };
+        println!(
+            "parity FAILED: {} {verb} tol {:e}: {}",
+            count(failures.len(), "tensor"),
+            args.tol,
+            names.join(", ")
+        );
         Ok(false)
     }
 }
@@ -224,37 +238,59 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn run_eval(args: EvalArgs) -> Result<()> {
+    if let Some(threads) = args.threads {
+        check_threads("--threads", threads)?;
+    }
     let loaded = load_checkpoint(&args.checkpoint)?;
     let mut config = loaded.config.clone();
+    let from_checkpoint = args.data.is_none();
     if let Some(path) = args.data {
         config.data.path = path;
     }
     let pool = thread_pool(args.threads.unwrap_or(config.train.threads))?;
     let threads = pool.current_num_threads();
     pool.install(|| {
-        let data = prepare_data_with(&config, Some(loaded.vectorizer.clone()))?;
+        let data = prepare_data_with(&config, Some(loaded.vectorizer.clone())).map_err(|e| match e {
+            // The checkpoint's `data.path` is relative to where it was trained, not to here.
+            Error::Io { path, source }
+                if from_checkpoint
+                    && path == config.data.path
+                    && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Error::data(
+                    path.display().to_string(),
+                    format!(
+                        "{source} (the corpus the checkpoint's config names, relative to where it was \
+                         trained; pass --data FILE)"
+                    ),
+                )
+            }
+            e => e,
+        })?;
         let test = Batched::new(&data.test_ids, config.train.batch, "test split")?;
         let mut model = loaded.model(config.train.batch, config.train.bptt)?;
         let cx = Ctx { par: par_for_threads(threads), mode: Mode::Eval, step: 0, seed: config.train.seed };
         let stats = evaluate(&mut model, &test, config.train.bptt, &cx)?;
         println!(
-            "test loss {:.4} | test ppl {:.2} | test acc {:.4} | {} tokens",
+            "test loss {:.4} | test ppl {:.2} | test acc {:.4} | {}",
             stats.loss(),
             stats.perplexity(),
             stats.accuracy(),
-            stats.count
+            count(stats.count, "token")
         );
         Ok(())
     })
 }
 
 fn run_bench_gemm(args: BenchGemmArgs) -> Result<()> {
+    check_threads("--threads", args.threads)?;
     let report = run_gemm(args.kernel, args.size, args.threads, args.repeats)?;
     println!("{}", json_line(&report)?);
     Ok(())
 }
 
 fn run_bench_run(args: BenchRunArgs) -> Result<()> {
+    check_threads("--threads", args.threads)?;
     let mut config = Config::load(&args.config)?;
     if let Some(path) = args.data {
         config.data.path = path;
@@ -314,4 +350,16 @@ fn main() -> ExitCode {
         Command::BenchReport(a) => run_bench_report(a).map(|()| true),
     };
     exit_code(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "tensor"), "1 tensor");
+        assert_eq!(count(0, "token"), "0 tokens");
+        assert_eq!(count(29, "tensor"), "29 tensors");
+    }
 }

@@ -8,6 +8,8 @@
 //! - [`bad_inputs`]: the committed bad-input corpus, every case one clean error line.
 //! - [`run_dir_safety`]: concurrent, failed and killed runs never lose or mix up a run directory.
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
+//! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
+//!   as files, damaged checkpoints: refused at once, in one line that names the fix.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
@@ -22,5 +24,6 @@ mod cli_errors;
 mod end_to_end;
 mod generic_run;
 mod parity;
+mod robust_inputs;
 mod run_dir_safety;
 mod whole_model_gradient;
