@@ -30,7 +30,7 @@ pub use rng::Rng;
 pub use stage::{Ctx, Dims, Mode, Stage};
 /// Atomic file replacement (temporary file, fsync, rename, directory fsync), for every file a
 /// stage or the pipeline writes that someone may rely on.
-pub use stagewise_fs::{write_atomically, write_atomically_with};
+pub use stagewise_fs::{read_regular_file, write_atomically, write_atomically_with};
 pub use stagewise_kernels::{Float, Par, par_for_threads, threads_of};
 pub use tape::{
     Activations, Op, Pieces, RowOp, Slot, SlotId, StepOp, Tape, checked_size, run_rows_whole, run_steps_whole,

@@ -36,6 +36,37 @@ pub fn write_atomically_with(
     Ok(())
 }
 
+/// Reads the whole of `path`, which must be a regular file of at most `limit` bytes: a device
+/// (`/dev/zero`), a pipe or a directory given where a file was expected would read forever, block,
+/// or fail obscurely, so each is refused at once with an error that says what it is.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() { "a directory" } else { "not a regular file (a device or a pipe)" };
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("is {what}, expected a file"),
+        ));
+    }
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("is {len} bytes, more than the {limit} expected of it"),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit.saturating_add(1)), &mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("grew past {limit} bytes while read"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// A fresh name next to `path` for its temporary copy.
 fn temporary_sibling(path: &Path) -> std::io::Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -148,6 +179,21 @@ mod tests {
         assert!(leftovers(&dir).is_empty());
         write_atomically_with(&path, |w| w.write_all(b"new")).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = scratch("read");
+        let path = dir.join("config.toml");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(read_regular_file(&path, 3).unwrap(), b"abc");
+        assert!(read_regular_file(&path, 2).unwrap_err().to_string().contains("more than the 2"));
+        assert!(read_regular_file(&dir, 100).unwrap_err().to_string().contains("a directory"));
+        if Path::new("/dev/zero").exists() {
+            let err = read_regular_file(Path::new("/dev/zero"), 100).unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -136,6 +136,23 @@ impl<T: Float> Adam<T> {
     }
 }
 
+/// Adam's settings in range, or a config error naming the first that is not: a positive finite
+/// learning rate, betas in `[0, 1)`, a positive `eps`, a non-negative weight decay.
+fn check_adam_settings(lr: f64, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Result<()> {
+    for (field, value, ok) in [
+        ("optimizer.lr", lr, lr > 0.0 && lr.is_finite()),
+        ("optimizer.beta1", beta1, (0.0..1.0).contains(&beta1)),
+        ("optimizer.beta2", beta2, (0.0..1.0).contains(&beta2)),
+        ("optimizer.eps", eps, eps > 0.0 && eps.is_finite()),
+        ("optimizer.weight_decay", weight_decay, weight_decay >= 0.0 && weight_decay.is_finite()),
+    ] {
+        if !ok {
+            return Err(Error::config(field, format!("{value} is out of range")));
+        }
+    }
+    Ok(())
+}
+
 /// One Adam update's constants, already cast to `T`.
 #[derive(Clone, Copy)]
 struct AdamStep<T> {
@@ -171,17 +188,7 @@ impl<T: Float> Stage for Adam<T> {
     }
 
     fn prepare(&mut self, dims: &Dims, state: &mut OptimizerState<T>) -> Result<()> {
-        for (field, value, ok) in [
-            ("optimizer.lr", self.lr, self.lr > 0.0 && self.lr.is_finite()),
-            ("optimizer.beta1", self.beta1, (0.0..1.0).contains(&self.beta1)),
-            ("optimizer.beta2", self.beta2, (0.0..1.0).contains(&self.beta2)),
-            ("optimizer.eps", self.eps, self.eps > 0.0),
-            ("optimizer.weight_decay", self.weight_decay, self.weight_decay >= 0.0),
-        ] {
-            if !ok {
-                return Err(Error::config(field, format!("{value} is out of range")));
-            }
-        }
+        check_adam_settings(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)?;
         if state.layout().total() != dims.params {
             return Err(Error::shape("optimizer state layout", dims.params, state.layout().total()));
         }
@@ -276,6 +283,16 @@ impl OptimizerConfig {
         match *self {
             OptimizerConfig::Adam { lr, beta1, beta2, eps, weight_decay } => {
                 OptimizerImpl::Adam(Adam { beta1, beta2, eps, weight_decay, ..Adam::new(lr) })
+            }
+        }
+    }
+
+    /// Checks the settings without building the stage, so a bad config fails before the corpus
+    /// is read.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            OptimizerConfig::Adam { lr, beta1, beta2, eps, weight_decay } => {
+                check_adam_settings(lr, beta1, beta2, eps, weight_decay)
             }
         }
     }

@@ -93,6 +93,10 @@ impl Default for GenerateConfig {
     }
 }
 
+/// The largest config file read (a config is a few hundred bytes; anything this large is another
+/// file given by mistake).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// The whole run: data, loop, and one table per flowchart box.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -138,8 +142,15 @@ impl Config {
     }
 
     /// Reads and parses a TOML file.
+    ///
+    /// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let bytes =
+            stagewise_core::read_regular_file(path, MAX_CONFIG_BYTES).map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+            path: path.to_path_buf(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -180,6 +191,7 @@ impl Config {
             crate::memory::parse_bytes(m, "train.max_memory")?;
         }
         self.forward.validate()?;
+        self.optimizer.validate()?;
         self.vectorizer.validate()?;
         Ok(())
     }

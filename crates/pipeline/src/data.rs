@@ -8,9 +8,11 @@
 use stagewise_core::{Error, Result};
 use std::path::Path;
 
-/// Reads a UTF-8 text file, naming the file and the byte offset of the first invalid byte.
+/// Reads a UTF-8 text file, naming the file and the byte offset of the first invalid byte. Only
+/// a regular file is read (a device or a pipe would read forever); its size is bounded by the
+/// run's memory estimate, which counts it.
 pub fn read_corpus(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = stagewise_core::read_regular_file(path, u64::MAX).map_err(|e| Error::io(path, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|e| Error::InvalidUtf8 { path: path.to_path_buf(), offset: e.utf8_error().valid_up_to() })?;
     if text.trim().is_empty() {

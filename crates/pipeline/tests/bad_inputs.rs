@@ -44,6 +44,7 @@ fn every_bad_input_gets_one_clean_error_line() {
     let ckpt = dir.join("good/model.ckpt");
     let good = std::fs::read(&ckpt).unwrap();
 
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity_small.safetensors");
     let cases = std::fs::read_to_string(bad_inputs().join("cases.txt")).unwrap();
     let mut ran = 0;
     for line in cases.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
@@ -57,7 +58,8 @@ fn every_bad_input_gets_one_clean_error_line() {
                     .replace("{in}", bad_inputs().to_str().unwrap())
                     .replace("{corpus}", dir.join("corpus.txt").to_str().unwrap())
                     .replace("{out}", out.to_str().unwrap())
-                    .replace("{ckpt}", ckpt.to_str().unwrap());
+                    .replace("{ckpt}", ckpt.to_str().unwrap())
+                    .replace("{fixture}", fixture.to_str().unwrap());
                 match a.strip_prefix("{bad:").and_then(|k| k.strip_suffix('}')) {
                     Some(kind) => damaged(&good, kind, dir.path()).to_str().unwrap().to_owned(),
                     None => a,
@@ -78,5 +80,5 @@ fn every_bad_input_gets_one_clean_error_line() {
         }
         ran += 1;
     }
-    assert!(ran >= 40, "only {ran} cases ran");
+    assert!(ran >= 45, "only {ran} cases ran");
 }
