@@ -207,7 +207,9 @@ impl Vocab {
     /// wrong with it (see [`Vocab::from_json`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        // Only a regular file (a device would read forever); a vocabulary of a million words is
+        // a few megabytes, so a gigabyte is another file given by mistake.
+        let bytes = stagewise_core::read_regular_file(path, 1 << 30).map_err(|e| Error::io(path, e))?;
         let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
             path: path.to_owned(),
             offset: e.utf8_error().valid_up_to(),
