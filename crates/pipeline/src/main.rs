@@ -354,7 +354,17 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::{count, panic_line};
+
+    #[test]
+    fn a_panic_is_one_line_asking_for_a_report() {
+        let line = panic_line("index out of bounds:\nthe len is 3", Some(("src/x.rs", 7)));
+        assert_eq!(
+            line,
+            "error: internal error: index out of bounds: the len is 3 at src/x.rs:7; please report it (a bug of stagewise, not of your input)"
+        );
+        assert!(!panic_line("boom", None).contains('\n'));
+    }
 
     #[test]
     fn counts_read_as_english() {
