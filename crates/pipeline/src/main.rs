@@ -329,12 +329,15 @@ fn report_panics_in_one_line() {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| String::from("panic"));
-        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        let what = what.replace('\n', " ");
-        eprintln!(
-            "error: internal error: {what}{place}; please report it (a bug of stagewise, not of your input)"
-        );
+        eprintln!("{}", panic_line(&what, info.location().map(|l| (l.file(), l.line()))));
     }));
+}
+
+/// The one line a panic is reported as.
+fn panic_line(what: &str, location: Option<(&str, u32)>) -> String {
+    let place = location.map(|(file, line)| format!(" at {file}:{line}")).unwrap_or_default();
+    let what = what.replace('\n', " ");
+    format!("error: internal error: {what}{place}; please report it (a bug of stagewise, not of your input)")
 }
 
 fn main() -> ExitCode {
