@@ -21,7 +21,7 @@ impl ParamId {
 }
 
 /// One named tensor of the layout.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ParamEntry {
     /// PyTorch's `state_dict` name, e.g. `lstm.weight_ih_l0`.
     pub name: String,
@@ -29,7 +29,26 @@ pub struct ParamEntry {
     pub shape: Vec<usize>,
     /// Offset of the first element in the arena.
     pub offset: usize,
+    /// Whether optimizers update this tensor (`false`: frozen, like a PyTorch parameter with
+    /// `requires_grad = False`, which an optimizer skips entirely, weight decay included). A
+    /// setting of the model that declared it, so not saved with the layout and not part of its
+    /// equality: a checkpoint's layout matches a model whatever it freezes.
+    #[serde(skip, default = "trainable_by_default")]
+    pub trainable: bool,
 }
+
+fn trainable_by_default() -> bool {
+    true
+}
+
+/// Equal names, shapes and offsets ([`ParamEntry::trainable`] is the model's setting).
+impl PartialEq for ParamEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.shape == other.shape && self.offset == other.offset
+    }
+}
+
+impl Eq for ParamEntry {}
 
 impl ParamEntry {
     /// Number of scalars.
@@ -71,6 +90,11 @@ impl ParamLayout {
         self.entries.iter().position(|e| e.name == name).map(ParamId)
     }
 
+    /// Whether optimizers update tensor `id` (see [`ParamEntry::trainable`]).
+    pub fn trainable(&self, id: ParamId) -> bool {
+        self.entries[id.0].trainable
+    }
+
     /// Every handle, in declaration order.
     pub fn ids(&self) -> impl Iterator<Item = ParamId> + '_ {
         (0..self.entries.len()).map(ParamId)
@@ -93,7 +117,8 @@ impl ParamLayout {
         let Some(total) = total else {
             return Err(Error::memory(format!("parameter {name} {shape:?}"), None, 4));
         };
-        let entry = ParamEntry { name: name.to_owned(), shape: shape.to_vec(), offset: self.total };
+        let entry =
+            ParamEntry { name: name.to_owned(), shape: shape.to_vec(), offset: self.total, trainable: true };
         self.total = total;
         self.entries.push(entry);
         Ok(ParamId(self.entries.len() - 1))
@@ -245,6 +270,11 @@ impl<T: Float> Params<T> {
         Ok(id)
     }
 
+    /// Freezes tensor `id` (`trainable = false`: optimizers leave it as it is) or unfreezes it.
+    pub fn set_trainable(&mut self, id: ParamId, trainable: bool) {
+        self.layout.entries[id.0].trainable = trainable;
+    }
+
     /// Converts every value to another float type (f32 weights into an f64 gradient check).
     pub fn cast<U: Float>(&self) -> Params<U> {
         Params {
@@ -264,6 +294,17 @@ impl<T: Float> Default for Params<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn freezing_is_the_model_s_setting_not_the_layout_s() {
+        let mut p = Params::<f32>::new();
+        let id = p.declare("embedding.weight", &[4, 2]).unwrap();
+        let before = p.layout().clone();
+        assert!(p.layout().trainable(id));
+        p.set_trainable(id, false);
+        assert!(!p.layout().trainable(id));
+        assert_eq!(p.layout(), &before, "equal layouts whatever they freeze");
+    }
 
     #[test]
     fn every_write_access_takes_a_new_version_and_reads_keep_it() {
