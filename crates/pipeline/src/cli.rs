@@ -60,6 +60,10 @@ pub struct TrainArgs {
     /// Learning rate, greater than 0.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// Overrides any config value, `section.key=value` (repeatable), with the file's validation:
+    /// `--set forward.hidden=256 --set optimizer.lr=0.01`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
     /// The most memory the run may use (`8G`, `512M`, bytes; default: what the system has
     /// available): a run estimated to need more is refused before it starts.
     #[arg(long, value_name = "SIZE")]
@@ -73,7 +77,8 @@ impl TrainArgs {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
-        };
+        }
+        .with_overrides(&self.set)?;
         let t = &mut config.train;
         if let Some(v) = self.epochs {
             t.epochs = v;

@@ -154,6 +154,57 @@ impl Config {
         Self::from_toml(&text, &path.display().to_string())
     }
 
+    /// This config with `overrides` applied, each `section.key=value` (`--set`): the value is read
+    /// as TOML (`64`, `0.5`, `true`, `"word"`), or as a string if it is not TOML. The result is
+    /// validated like a file. Setting a section's `kind` to another kind starts that section anew
+    /// from the keys set for it (the old kind's keys may not apply to the new one).
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Config> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut table: toml::Table =
+            toml::from_str(&self.to_toml()).map_err(|e| Error::config("--set", e.to_string()))?;
+        let mut parsed = Vec::with_capacity(overrides.len());
+        for o in overrides {
+            let (path, value) = o
+                .split_once('=')
+                .ok_or_else(|| Error::config("--set", format!("`{o}` is not section.key=value")))?;
+            let (section, key) = path
+                .trim()
+                .split_once('.')
+                .ok_or_else(|| Error::config("--set", format!("`{path}` is not section.key")))?;
+            let value = value.trim();
+            let value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+            parsed.push((section.to_owned(), key.to_owned(), value));
+        }
+        for (section, key, value) in &parsed {
+            if key == "kind" {
+                let fresh: toml::Table = parsed
+                    .iter()
+                    .filter(|(s, _, _)| s == section)
+                    .map(|(_, k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let same = table.get(section).and_then(|t| t.get("kind")) == Some(value);
+                if !same {
+                    table.insert(section.clone(), toml::Value::Table(fresh));
+                }
+            }
+        }
+        for (section, key, value) in parsed {
+            let entry =
+                table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(Error::config("--set", format!("`{section}` is not a table")));
+            };
+            t.insert(key, value);
+        }
+        let text = toml::to_string(&table).map_err(|e| Error::config("--set", e.to_string()))?;
+        Config::from_toml(&text, "--set")
+    }
+
     /// The config as TOML (stored in checkpoints, so a checkpoint says how it was made).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# config could not be serialised: {e}\n"))
@@ -200,6 +251,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_set_any_key_with_the_file_s_validation() {
+        let base = Config::default();
+        let sets = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let c = base
+            .with_overrides(&sets(&["forward.hidden=64", "train.epochs = 3", "data.path=other.txt"]))
+            .unwrap();
+        assert_eq!((c.forward.hidden(), c.train.epochs), (64, 3));
+        assert_eq!(c.data.path, PathBuf::from("other.txt"), "a value that is not TOML is a string");
+        assert_eq!(base.with_overrides(&[]).unwrap(), base);
+        for (bad, named) in [
+            (&["forward.hiden=3"][..], "hiden"),
+            (&["train.batch=0"][..], "train.batch"),
+            (&["nonsense"][..], "nonsense"),
+            (&["forward=3"][..], "forward"),
+            (&["forward.kind=transformer9"][..], "transformer9"),
+        ] {
+            let err = base.with_overrides(&sets(bad)).unwrap_err().to_string();
+            assert!(err.contains(named), "{bad:?}: {err}");
+        }
+    }
 
     #[test]
     fn empty_file_is_the_seed_configuration() {

@@ -4,7 +4,7 @@
 //! # Layout
 //! ```text
 //! DIR/.lock                      an OS lock held by the run using DIR (its process id inside)
-//! DIR/generations/<id>/          one complete set: metrics.jsonl, vocab.json, model.ckpt
+//! DIR/generations/<id>/          one complete set: metrics.jsonl, vocab.json, model.ckpt, config.toml
 //! DIR/latest -> generations/<id> the set that counts, switched by one atomic rename
 //! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt): stable names
 //! ```
@@ -25,8 +25,10 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The files of one generation, also the stable names in the run directory.
-pub const RUN_FILES: [&str; 3] = ["metrics.jsonl", "vocab.json", "model.ckpt"];
+/// The files of one generation, also the stable names in the run directory: the metrics, the
+/// vocabulary, the checkpoint and the effective config (the file with every `--set` and flag
+/// applied, the one the checkpoint embeds).
+pub const RUN_FILES: [&str; 4] = ["metrics.jsonl", "vocab.json", "model.ckpt", "config.toml"];
 
 /// A run directory held by this process (see the module docs). Dropping it releases the lock.
 #[derive(Debug)]
@@ -254,9 +256,15 @@ mod tests {
         let dir = scratch("publish");
         let mut run = RunDir::open(&dir).unwrap();
         run.publish(|g| write_set(g, "one")).unwrap();
-        assert_eq!(read_set(&dir), ["one metrics.jsonl", "one vocab.json", "one model.ckpt"]);
+        assert_eq!(
+            read_set(&dir),
+            ["one metrics.jsonl", "one vocab.json", "one model.ckpt", "one config.toml"]
+        );
         run.publish(|g| write_set(g, "two")).unwrap();
-        assert_eq!(read_set(&dir), ["two metrics.jsonl", "two vocab.json", "two model.ckpt"]);
+        assert_eq!(
+            read_set(&dir),
+            ["two metrics.jsonl", "two vocab.json", "two model.ckpt", "two config.toml"]
+        );
         assert_eq!(std::fs::read_dir(dir.join("generations")).unwrap().count(), 1);
         // A failed publication leaves the last set and removes nothing it shows.
         let err =
@@ -278,7 +286,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         write_set(&dir, "old").unwrap();
         let run = RunDir::open(&dir).unwrap();
-        assert_eq!(read_set(&dir), ["old metrics.jsonl", "old vocab.json", "old model.ckpt"]);
+        assert_eq!(
+            read_set(&dir),
+            ["old metrics.jsonl", "old vocab.json", "old model.ckpt", "old config.toml"]
+        );
         for file in RUN_FILES {
             assert!(std::fs::symlink_metadata(dir.join(file)).unwrap().file_type().is_symlink());
         }

@@ -220,7 +220,8 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
 /// Runs the whole training job described by `config` on the model `builder` makes (the config's
 /// boxes, or any of them replaced by your own type: see [`Model::builder`]), in the run directory
 /// `out_dir` (see [`crate::run_dir`]): it is locked for the run, and at the end of every epoch a
-/// consistent `metrics.jsonl`, `vocab.json` and `model.ckpt` are published there together.
+/// consistent `metrics.jsonl`, `vocab.json`, `model.ckpt` and `config.toml` (the effective config)
+/// are published there together.
 ///
 /// A non-finite loss, gradient or parameter stops the run with an error naming the epoch, window
 /// and step, the box and the first non-finite tensor; metrics never hold a non-finite number; and
@@ -338,9 +339,11 @@ where
                 &ckpt,
             )?;
             data.vectorizer.save(dir.join("vocab.json"))?;
-            let metrics = dir.join("metrics.jsonl");
-            stagewise_core::write_atomically(&metrics, metrics_lines.as_bytes())
-                .map_err(|e| Error::io(&metrics, e))
+            for (file, text) in [("config.toml", &config_toml), ("metrics.jsonl", &metrics_lines)] {
+                let path = dir.join(file);
+                stagewise_core::write_atomically(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(())
         })?;
         for o in observers.iter_mut() {
             o.on_epoch(&m)?;

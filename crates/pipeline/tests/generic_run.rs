@@ -95,3 +95,23 @@ fn the_command_names_a_box_it_cannot_build() {
         assert_eq!(stderr.lines().count(), 1, "{command}: one line: {stderr}");
     }
 }
+
+/// `--set section.key=value` overrides the config file; the run directory's `config.toml` and the
+/// checkpoint hold the effective config.
+#[test]
+fn set_overrides_reach_the_model_the_config_file_and_the_checkpoint() {
+    let dir = TempDir::new("set-overrides");
+    std::fs::write(dir.join("corpus.txt"), corpus(110)).unwrap();
+    std::fs::write(dir.join("tiny.toml"), crate::util::TINY_TOML).unwrap();
+    let args =
+        ["train", "--config", "tiny.toml", "--epochs", "1", "--out", "run", "--set", "forward.hidden=12"];
+    let run = stagewise(dir.path(), &args);
+    assert!(run.status.success(), "{:?}", texts(&run));
+    let written = std::fs::read_to_string(dir.join("run/config.toml")).unwrap();
+    let effective = stagewise_pipeline::Config::from_toml(&written, "config.toml").unwrap();
+    assert_eq!(effective.forward.hidden(), 12);
+    let ck = Checkpoint::load(&dir.join("run/model.ckpt")).unwrap();
+    assert_eq!(ck.config_toml, written);
+    let hh = ck.layout.entries().iter().find(|e| e.name == "lstm.weight_hh_l0").unwrap();
+    assert_eq!(hh.shape, [48, 12]);
+}
