@@ -224,6 +224,13 @@ macro_rules! arena {
                 &mut self.data
             }
 
+            /// The layout and the whole arena, writable, borrowed together: an optimizer reads
+            /// which tensors are trainable while it writes the values.
+            pub fn layout_and_mut_slice(&mut self) -> (&ParamLayout, &mut [T]) {
+                self.touch();
+                (&self.layout, &mut self.data)
+            }
+
             /// Sets every element to zero without reallocating.
             pub fn fill_zero(&mut self) {
                 self.fill_zero_par(Par::Seq);
