@@ -26,7 +26,7 @@ fn optimizer(c: &mut Criterion) {
                 threads.install(|| {
                     b.iter(|| {
                         let tape = &mut model.tape;
-                        let update = Update { params: &mut tape.params, grads: &tape.grads };
+                        let update = Update { params: &mut tape.params, grads: &tape.grads, lr_factor: 1.0 };
                         adam.run(black_box(update), &mut state, &cx).expect("arenas match");
                     })
                 })

@@ -100,6 +100,39 @@ impl ParamLayout {
         (0..self.entries.len()).map(ParamId)
     }
 
+    /// The arena ranges of consecutive tensors that share a key, skipping tensors whose key is
+    /// `None`: with `|e| e.trainable.then_some(())` the contiguous runs of trainable tensors, so
+    /// an optimizer updates them in as few passes as possible and never touches a frozen one.
+    /// In arena order; allocates nothing.
+    pub fn runs<'a, K: PartialEq + 'a>(
+        &'a self,
+        key: impl Fn(&ParamEntry) -> Option<K> + 'a,
+    ) -> impl Iterator<Item = (K, std::ops::Range<usize>)> + 'a {
+        let mut entries = self.entries.iter().peekable();
+        std::iter::from_fn(move || {
+            let (k, first) = loop {
+                let e = entries.next()?;
+                if let Some(k) = key(e) {
+                    break (k, e);
+                }
+            };
+            let mut end = first.offset + first.len();
+            while let Some(next) = entries.peek() {
+                if next.offset != end || key(next).as_ref() != Some(&k) {
+                    break;
+                }
+                end += next.len();
+                entries.next();
+            }
+            Some((k, first.offset..end))
+        })
+    }
+
+    /// The arena ranges of the contiguous runs of trainable tensors (see [`ParamLayout::runs`]).
+    pub fn trainable_runs(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        self.runs(|e| e.trainable.then_some(())).map(|((), r)| r)
+    }
+
     fn range(&self, id: ParamId) -> std::ops::Range<usize> {
         let e = &self.entries[id.0];
         e.offset..e.offset + e.len()
@@ -189,6 +222,13 @@ macro_rules! arena {
             pub fn as_mut_slice(&mut self) -> &mut [T] {
                 self.touch();
                 &mut self.data
+            }
+
+            /// The layout and the whole arena, writable, borrowed together: an optimizer reads
+            /// which tensors are trainable while it writes the values.
+            pub fn layout_and_mut_slice(&mut self) -> (&ParamLayout, &mut [T]) {
+                self.touch();
+                (&self.layout, &mut self.data)
             }
 
             /// Sets every element to zero without reallocating.
@@ -304,6 +344,26 @@ mod tests {
         p.set_trainable(id, false);
         assert!(!p.layout().trainable(id));
         assert_eq!(p.layout(), &before, "equal layouts whatever they freeze");
+    }
+
+    #[test]
+    fn runs_merge_neighbours_with_one_key_and_skip_the_rest() {
+        let mut p = Params::<f32>::new();
+        let ids: Vec<ParamId> = [("a", 2), ("b", 3), ("c", 1), ("d", 4), ("e", 2)]
+            .iter()
+            .map(|&(n, l)| p.declare(n, &[l]).unwrap())
+            .collect();
+        let all: Vec<_> = p.layout().trainable_runs().collect();
+        assert_eq!((all.len(), all[0].clone()), (1, 0..12));
+        p.set_trainable(ids[2], false);
+        p.set_trainable(ids[4], false);
+        assert_eq!(p.layout().trainable_runs().collect::<Vec<_>>(), [0..5, 6..10]);
+        let by_len: Vec<_> = p.layout().runs(|e| e.trainable.then_some(e.len() > 2)).collect();
+        assert_eq!(by_len, [(false, 0..2), (true, 2..5), (true, 6..10)]);
+        p.set_trainable(ids[0], false);
+        p.set_trainable(ids[1], false);
+        p.set_trainable(ids[3], false);
+        assert_eq!(p.layout().trainable_runs().count(), 0);
     }
 
     #[test]

@@ -336,6 +336,11 @@ pub struct Tape<T: Float> {
     pub grads: Grads<T>,
     /// Activation buffers.
     pub acts: Activations<T>,
+    /// The gradient norm the last backward pass measured, before clipping: the 2-norm over the
+    /// trainable tensors' gradients (PyTorch's `clip_grad_norm_` total), so a run can report how
+    /// large its gradients are whether or not it clips. `None` until a backward box that measures
+    /// it has run (a box of your own may leave it unset).
+    pub grad_norm: Option<f64>,
     ops: Vec<Box<dyn Op<T>>>,
     output: Option<SlotId>,
     /// Where a row-wise op's own slots go while it runs beside a recurrence (same slot indices,
@@ -377,6 +382,7 @@ impl<T: Float> Tape<T> {
             params: Params::new(),
             grads: Grads::zeros_with_layout(&Default::default()),
             acts: Activations { slots: Vec::new(), ids: vec![0; rows], batch, max_steps, steps: max_steps },
+            grad_norm: None,
             ops: Vec::new(),
             output: None,
             side: Activations { slots: Vec::new(), ids: Vec::new(), batch, max_steps, steps: max_steps },

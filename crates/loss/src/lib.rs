@@ -7,6 +7,8 @@
 //!   log-likelihood, the arg-max for accuracy and, when training, `dlogits = (softmax − onehot) / N`
 //!   written *over the logits*: the probabilities are never materialised, and no second
 //!   `[N, V]` buffer is read or written (the largest buffer of the model, 80 MB at the seed size).
+//!   With PyTorch's `label_smoothing = ε` a row's loss is `(1 − ε)·NLL + ε·mean_j(−log p_j)`; with
+//!   `ignore_index` the rows whose target is that id are neither scored nor counted.
 //! - [`LossConfig`] / [`LossImpl`]: the config-file face and the run-time enum.
 //!
 //! The loss is reported as a *sum* over rows ([`LossOutput::nll_sum`]) so that callers average
@@ -39,12 +41,13 @@ pub struct LossOutput {
     pub nll_sum: f64,
     /// Rows whose arg-max equals the target.
     pub correct: usize,
-    /// Rows scored (`N`).
+    /// Rows scored: the window's `N` rows less those whose target the loss ignores (the divisor
+    /// of the mean, so that averages over windows, epochs and splits count only scored tokens).
     pub count: usize,
-    /// Per-row loss of the last call (`[..count]`); sized by `prepare` for the longest window,
-    /// and summed in row order so that the sum is the same at any thread count.
+    /// Per-row loss of the last call (`[..N]`, 0 for an ignored row); sized by `prepare` for the
+    /// longest window, and summed in row order so that the sum is the same at any thread count.
     pub row_loss: Vec<f64>,
-    /// Per-row arg-max hit of the last call (`[..count]`).
+    /// Per-row arg-max hit of the last call (`[..N]`, `false` for an ignored row).
     pub row_correct: Vec<bool>,
 }
 
@@ -61,6 +64,13 @@ impl LossOutput {
         self.count = count;
     }
 
+    /// [`LossOutput::total`] for a call of `rows` rows of which `ignored` were not scored (their
+    /// per-row loss 0 and hit `false`): `count` becomes the scored rows only.
+    pub fn total_scored(&mut self, rows: usize, ignored: usize) {
+        self.total(rows);
+        self.count = rows - ignored.min(rows);
+    }
+
     /// Mean NLL over the rows of the last call.
     pub fn mean(&self) -> f64 {
         if self.count == 0 { 0.0 } else { self.nll_sum / self.count as f64 }
@@ -72,15 +82,43 @@ pub trait Loss<T: Float>: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = L
 
 impl<T: Float, S> Loss<T> for S where S: for<'a> Stage<Input<'a> = LossInput<'a, T>, Output = LossOutput> {}
 
-/// Fused softmax cross-entropy, mean over tokens (PyTorch's default reduction).
+/// Fused softmax cross-entropy, mean over scored tokens (PyTorch's default reduction), with
+/// PyTorch's `label_smoothing` and `ignore_index`.
+///
+/// Per scored row, with `p = softmax(x)`: loss `(1 − ε)·(−log p[t]) + ε·mean_j(−log p_j)`, gradient
+/// of the mean `(p − (1 − ε)·onehot(t) − ε/V) / N_scored`. A row whose target is `ignore_index`
+/// has loss 0, no hit, a zero gradient, and is not in `N_scored`. With ε = 0 and no ignored id
+/// this is the plain fused kernel, bit for bit.
 #[derive(Clone, Debug, Default)]
-pub struct CrossEntropy<T>(std::marker::PhantomData<T>);
+pub struct CrossEntropy<T> {
+    /// ε in `[0, 1]`: the share of each target's probability spread evenly over the vocabulary
+    /// (PyTorch's `label_smoothing`, which regularises an over-confident model).
+    pub label_smoothing: f64,
+    /// A target id that is neither scored nor counted (PyTorch's `ignore_index`; any `u32`, in
+    /// the vocabulary or not), so padding or a masked position costs nothing.
+    pub ignore_index: Option<u32>,
+    _float: std::marker::PhantomData<T>,
+}
 
 impl<T> CrossEntropy<T> {
-    /// The stage (it has no settings).
+    /// Plain cross-entropy: no smoothing, every row scored.
     pub fn new() -> Self {
-        CrossEntropy(std::marker::PhantomData)
+        Self::with(0.0, None)
     }
+
+    /// Cross-entropy with label smoothing `label_smoothing` and, if given, an ignored target id
+    /// (checked when the stage is prepared).
+    pub fn with(label_smoothing: f64, ignore_index: Option<u32>) -> Self {
+        CrossEntropy { label_smoothing, ignore_index, _float: std::marker::PhantomData }
+    }
+}
+
+/// `label_smoothing` in `[0, 1]` (PyTorch's range), or a config error naming the field.
+fn check_smoothing(label_smoothing: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(Error::config("loss.label_smoothing", format!("{label_smoothing} is not in [0, 1]")));
+    }
+    Ok(())
 }
 
 /// One row, read only: returns `(nll, argmax == target)`.
@@ -90,6 +128,13 @@ impl<T> CrossEntropy<T> {
 pub fn cross_entropy_row<T: Float>(x: &[T], target: usize) -> (f64, bool) {
     let max = row_max(x);
     let hit = is_first_max(x, target, max);
+    let sum = exp_sum(x, max);
+    (nll(max, sum, x[target]), hit)
+}
+
+/// `Σ exp(x − max)` over a row, read only, in the fixed order of additions every kernel shares.
+#[inline(always)]
+fn exp_sum<T: Float>(x: &[T], max: T) -> T {
     let zero = T::from_f64(0.0);
     // Eight independent partial sums: the loop vectorises, and the order of additions is fixed, so
     // the result is the same on every run and at any thread count.
@@ -120,23 +165,16 @@ pub fn cross_entropy_row<T: Float>(x: &[T], target: usize) -> (f64, bool) {
     for (l, &v) in xr.iter().enumerate() {
         lanes[l] += (v - max).exp_nonpositive();
     }
-    let sum = lanes.iter().fold(zero, |a, &b| a + b);
-    (nll(max, sum, x[target]), hit)
+    lanes.iter().fold(zero, |a, &b| a + b)
 }
 
-/// One row, in place: returns `(nll, argmax == target)` and replaces `x` by
-/// `(softmax(x) − onehot(target)) * scale`. The same additions in the same order as
-/// [`cross_entropy_row`], so training and evaluation report the same loss bit for bit.
-///
-/// Shapes: `x` `[V]`.
+/// Replaces a row by `exp(x − max)` and returns their sum: the same additions in the same order
+/// as [`exp_sum`].
 #[inline(always)]
-pub fn cross_entropy_row_grad<T: Float>(x: &mut [T], target: usize, scale: T) -> (f64, bool) {
-    let max = row_max(x);
-    let hit = is_first_max(x, target, max);
-    let x_target = x[target];
+fn exp_in_place<T: Float>(x: &mut [T], max: T) -> T {
     let zero = T::from_f64(0.0);
     let mut lanes = [zero; LANES];
-    // As in `cross_entropy_row`: sixteen exponentials at a time, added in one-group order.
+    // As in `exp_sum`: sixteen exponentials at a time, added in one-group order.
     let wide_len = x.len() - x.len() % (2 * LANES);
     let (wide, rest) = x.split_at_mut(wide_len);
     for xs in wide.chunks_exact_mut(2 * LANES) {
@@ -164,13 +202,84 @@ pub fn cross_entropy_row_grad<T: Float>(x: &mut [T], target: usize, scale: T) ->
         *v = e;
         lanes[l] += e;
     }
-    let sum = lanes.iter().fold(zero, |a, &b| a + b);
+    lanes.iter().fold(zero, |a, &b| a + b)
+}
+
+/// One row, in place: returns `(nll, argmax == target)` and replaces `x` by
+/// `(softmax(x) − onehot(target)) * scale`. The same additions in the same order as
+/// [`cross_entropy_row`], so training and evaluation report the same loss bit for bit.
+///
+/// Shapes: `x` `[V]`.
+#[inline(always)]
+pub fn cross_entropy_row_grad<T: Float>(x: &mut [T], target: usize, scale: T) -> (f64, bool) {
+    let max = row_max(x);
+    let hit = is_first_max(x, target, max);
+    let x_target = x[target];
+    let sum = exp_in_place(x, max);
     let k = scale / sum;
     for v in x.iter_mut() {
         *v *= k;
     }
     x[target] -= scale;
     (nll(max, sum, x_target), hit)
+}
+
+/// One row with label smoothing ε, read only: returns
+/// `((1 − ε)·(−log p[target]) + ε·mean_j(−log p_j), argmax == target)`.
+///
+/// Shapes: `x` `[V]`.
+#[inline(always)]
+pub fn smoothed_row<T: Float>(x: &[T], target: usize, eps: f64) -> (f64, bool) {
+    let max = row_max(x);
+    let hit = is_first_max(x, target, max);
+    let mean = row_mean(x);
+    let sum = exp_sum(x, max);
+    (smoothed(max, sum, x[target], mean, eps), hit)
+}
+
+/// One row with label smoothing ε, in place: returns what [`smoothed_row`] returns (bit for bit)
+/// and replaces `x` by `(softmax(x) − (1 − ε)·onehot(target) − ε/V) * scale`.
+///
+/// Shapes: `x` `[V]`.
+#[inline(always)]
+pub fn smoothed_row_grad<T: Float>(x: &mut [T], target: usize, eps: f64, scale: f64) -> (f64, bool) {
+    let max = row_max(x);
+    let hit = is_first_max(x, target, max);
+    let mean = row_mean(x);
+    let x_target = x[target];
+    let sum = exp_in_place(x, max);
+    let k = T::from_f64(scale) / sum;
+    let uniform = T::from_f64(scale * eps / x.len() as f64);
+    for v in x.iter_mut() {
+        *v = *v * k - uniform;
+    }
+    x[target] -= T::from_f64(scale * (1.0 - eps));
+    (smoothed(max, sum, x_target, mean, eps), hit)
+}
+
+/// `(1 − ε)·(lse − x[target]) + ε·(lse − mean(x))` from the row maximum, `Σ exp(x − max)` and the
+/// row mean (`lse − mean(x)` is `mean_j(−log p_j)`).
+#[inline(always)]
+fn smoothed<T: Float>(max: T, sum: T, x_target: T, mean: f64, eps: f64) -> f64 {
+    let lse = max.to_f64() + sum.to_f64().ln();
+    (1.0 - eps) * (lse - x_target.to_f64()) + eps * (lse - mean)
+}
+
+/// The mean of a row in `f64`, over eight lanes in a fixed order of additions.
+#[inline(always)]
+fn row_mean<T: Float>(x: &[T]) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for xs in chunks {
+        for l in 0..LANES {
+            lanes[l] += xs[l].to_f64();
+        }
+    }
+    for (l, &v) in rest.iter().enumerate() {
+        lanes[l] += v.to_f64();
+    }
+    lanes.iter().sum::<f64>() / x.len() as f64
 }
 
 /// Hit iff the target holds the maximum and no earlier id does (PyTorch's `argmax` takes the
@@ -215,21 +324,37 @@ fn row_max<T: Float>(x: &[T]) -> T {
 struct RowTask<T> {
     vocab: usize,
     train: bool,
+    /// `1 / N_scored`, in `T` for the plain kernel and in `f64` for the smoothed one.
     scale: T,
+    scale_f64: f64,
+    /// ε (0: the plain kernel).
+    smoothing: f64,
+    ignore: Option<u32>,
 }
 
 impl<T: Float> RowTask<T> {
-    /// Rows `x` `[n, V]` -> per-row NLL and hit; in training, `x` becomes the gradient.
+    /// Rows `x` `[n, V]` -> per-row loss and hit; in training, `x` becomes the gradient.
     fn rows(&self, x: &mut [T], nll: &mut [f64], ok: &mut [bool], targets: &[u32]) {
         let v = self.vocab;
         with_wide_simd(
             #[inline(always)]
             || {
                 for (((xr, l), c), &t) in x.chunks_mut(v).zip(nll).zip(ok).zip(targets) {
-                    (*l, *c) = if self.train {
-                        cross_entropy_row_grad(xr, t as usize, self.scale)
+                    (*l, *c) = if Some(t) == self.ignore {
+                        if self.train {
+                            xr.fill(T::from_f64(0.0));
+                        }
+                        (0.0, false)
+                    } else if self.smoothing == 0.0 {
+                        if self.train {
+                            cross_entropy_row_grad(xr, t as usize, self.scale)
+                        } else {
+                            cross_entropy_row(xr, t as usize)
+                        }
+                    } else if self.train {
+                        smoothed_row_grad(xr, t as usize, self.smoothing, self.scale_f64)
                     } else {
-                        cross_entropy_row(xr, t as usize)
+                        smoothed_row(xr, t as usize, self.smoothing)
                     };
                 }
             },
@@ -246,6 +371,7 @@ impl<T: Float> Stage for CrossEntropy<T> {
     }
 
     fn prepare(&mut self, dims: &Dims, out: &mut LossOutput) -> Result<()> {
+        check_smoothing(self.label_smoothing)?;
         if dims.vocab < 2 {
             return Err(Error::config("vectorizer", "cross-entropy needs a vocabulary of at least 2 ids"));
         }
@@ -272,16 +398,25 @@ impl<T: Float> Stage for CrossEntropy<T> {
                 slot.grad.len(),
             ));
         }
-        if let Some(pos) = input.targets.iter().position(|&t| t as usize >= v) {
+        check_smoothing(self.label_smoothing)?;
+        let ignore = self.ignore_index;
+        let outside = |&t: &u32| t as usize >= v && Some(t) != ignore;
+        if let Some(pos) = input.targets.iter().position(outside) {
             return Err(Error::data(
                 "cross_entropy",
                 format!("target id {} at row {pos} is outside the vocabulary of {v}", input.targets[pos]),
             ));
         }
+        let ignored = match ignore {
+            Some(id) => input.targets.iter().filter(|&&t| t == id).count(),
+            None => 0,
+        };
         let logits = &mut slot.value[..n * v];
-        let scale = T::from_f64(1.0 / n as f64);
+        // The mean is over scored rows; with none, every gradient row is zero and the scale unused.
+        let scale_f64 = 1.0 / (n - ignored).max(1) as f64;
+        let scale = T::from_f64(scale_f64);
         let LossOutput { row_loss: row_nll, row_correct, .. } = out;
-        let task = RowTask { vocab: v, train, scale };
+        let task = RowTask { vocab: v, train, scale, scale_f64, smoothing: self.label_smoothing, ignore };
         let chunk = LOSS_ROWS_PER_TASK;
         match cx.par {
             Par::Seq => task.rows(logits, &mut row_nll[..n], &mut row_correct[..n], input.targets),
@@ -292,7 +427,7 @@ impl<T: Float> Stage for CrossEntropy<T> {
                 .zip(input.targets.par_chunks(chunk))
                 .for_each(|(((x, nll), ok), t)| task.rows(x, nll, ok, t)),
         }
-        out.total(n);
+        out.total_scored(n, ignored);
         if train {
             // The gradient was written over the logits: hand it to the backward box by swapping
             // the buffers (equal lengths, checked above), which moves no data.
@@ -308,25 +443,42 @@ impl<T: Float> Stage for CrossEntropy<T> {
     }
 }
 
-/// The loss box as a config-file table: `[loss] kind = "cross_entropy"`.
+/// The loss box as a config-file table: `[loss] kind = "cross_entropy"  label_smoothing = 0.1`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossConfig {
     /// [`CrossEntropy`].
-    CrossEntropy {},
+    CrossEntropy {
+        /// ε in `[0, 1]` (PyTorch's `label_smoothing`; default 0, no smoothing).
+        #[serde(default)]
+        label_smoothing: f64,
+        /// A target id neither scored nor counted (PyTorch's `ignore_index`; default none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ignore_index: Option<u32>,
+    },
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        LossConfig::CrossEntropy {}
+        LossConfig::CrossEntropy { label_smoothing: 0.0, ignore_index: None }
     }
 }
 
 impl LossConfig {
     /// Builds the stage.
     pub fn build<T: Float>(&self) -> LossImpl<T> {
-        match self {
-            LossConfig::CrossEntropy {} => LossImpl::CrossEntropy(CrossEntropy::new()),
+        match *self {
+            LossConfig::CrossEntropy { label_smoothing, ignore_index } => {
+                LossImpl::CrossEntropy(CrossEntropy::with(label_smoothing, ignore_index))
+            }
+        }
+    }
+
+    /// Checks the settings without building the stage, so a bad config fails before the corpus
+    /// is read; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            LossConfig::CrossEntropy { label_smoothing, .. } => check_smoothing(label_smoothing),
         }
     }
 }
@@ -351,9 +503,19 @@ mod tests {
     /// Runs the loss on a copy of `logits`; returns the output and what became of the copy (the
     /// gradient in training mode, the logits unchanged in evaluation).
     fn run_ce(logits: &[f64], targets: &[u32], v: usize, cx: &Ctx) -> (LossOutput, Vec<f64>) {
+        run_with(CrossEntropy::new(), logits, targets, v, cx)
+    }
+
+    /// [`run_ce`] with a configured stage.
+    fn run_with(
+        mut ce: CrossEntropy<f64>,
+        logits: &[f64],
+        targets: &[u32],
+        v: usize,
+        cx: &Ctx,
+    ) -> (LossOutput, Vec<f64>) {
         let dims = Dims { vocab: v, batch: targets.len(), seq_len: 1, params: 0 };
         let mut out = LossOutput::default();
-        let mut ce = CrossEntropy::new();
         Stage::prepare(&mut ce, &dims, &mut out).unwrap();
         let mut slot = logits_slot(logits, v);
         ce.run(LossInput { logits: &mut slot, targets }, &mut out, cx).unwrap();
@@ -492,6 +654,293 @@ mod tests {
         assert_eq!(c, LossConfig::default());
         assert!(serde_json::from_str::<LossConfig>(r#"{"kind":"cross_entropy","smoothing":0.1}"#).is_err());
         assert!(serde_json::from_str::<LossConfig>(r#"{"kind":"mse"}"#).is_err());
+    }
+
+    #[test]
+    fn config_reads_smoothing_and_ignore_index_and_checks_the_range() {
+        let text = "kind = \"cross_entropy\"\nlabel_smoothing = 0.1\nignore_index = 0\n";
+        let c: LossConfig = toml::from_str(text).unwrap();
+        assert_eq!(c, LossConfig::CrossEntropy { label_smoothing: 0.1, ignore_index: Some(0) });
+        c.validate().unwrap();
+        let back: LossConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let plain = toml::to_string(&LossConfig::default()).unwrap();
+        assert!(!plain.contains("ignore_index"), "no ignored id is no key: {plain}");
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let c = LossConfig::CrossEntropy { label_smoothing: bad, ignore_index: None };
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("loss.label_smoothing"), "{err}");
+            let dims = Dims { vocab: 3, batch: 1, seq_len: 1, params: 0 };
+            let err = c.build::<f32>().prepare(&dims, &mut LossOutput::default()).unwrap_err().to_string();
+            assert!(err.contains("loss.label_smoothing"), "{err}");
+        }
+    }
+
+    /// `F.cross_entropy(x, t, label_smoothing=ε, ignore_index=i)` in float64, torch 2.15:
+    ///
+    /// ```python
+    /// x = torch.tensor(LOGITS, dtype=torch.float64, requires_grad=True)
+    /// loss = F.cross_entropy(x, torch.tensor(t), **kw); loss.backward()  # loss.item(), x.grad
+    /// ```
+    /// (an ignored id outside the vocabulary is passed to PyTorch as -100, its default).
+    const LOGITS: [f64; 20] = [
+        1.5, -0.25, 0.75, 2.0, -1.0, //
+        0.0, 3.0, -2.0, 0.5, 0.25, //
+        -0.5, 0.5, 1.25, -1.75, 0.0, //
+        2.5, -3.0, 0.125, 1.0, -0.5,
+    ];
+
+    #[allow(clippy::type_complexity)]
+    const PYTORCH: [(&str, [u32; 4], f64, Option<u32>, f64, [f64; 20]); 4] = [
+        (
+            "smooth",
+            [3, 1, 0, 4],
+            0.1,
+            None,
+            1.7407637471503676,
+            [
+                0.06903137134198732,
+                0.007864723337141409,
+                0.029969943675504502,
+                -0.10794290336936561,
+                0.0010768650147323705,
+                0.005350415856898647,
+                -0.022106340135915087,
+                -0.003599223538389894,
+                0.012064950783860693,
+                0.008290197033545693,
+                -0.20808576640087548,
+                0.054569062977106855,
+                0.12110770731213666,
+                0.0012785330456639241,
+                0.03113046306596803,
+                0.17747928913156005,
+                -0.0042542488530659135,
+                0.011973217870097034,
+                0.03571663300769663,
+                -0.22091489115628782,
+            ],
+        ),
+        (
+            "ignore",
+            [3, 2, 0, 2],
+            0.0,
+            Some(2),
+            1.5756482667818896,
+            [
+                0.14806274268397465,
+                0.02572944667428282,
+                0.069939887351009,
+                -0.2558858067387312,
+                0.012153730029464741,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                -0.45617153280175093,
+                0.1191381259542137,
+                0.2522154146242733,
+                0.012557066091327848,
+                0.07226092613193606,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+            ],
+        ),
+        (
+            "both",
+            [3, 2, 0, 4],
+            0.25,
+            Some(2),
+            2.1949569230179766,
+            [
+                0.0820418284559831,
+                0.0004862977828552127,
+                0.029959924900672667,
+                -0.10392387115915415,
+                -0.008564179980356839,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                -0.23744768853450063,
+                0.06275875063614246,
+                0.15147694308284887,
+                -0.008295289272448101,
+                0.031507284087957374,
+                0.22663905217541339,
+                -0.015672331804087884,
+                0.005964290493462712,
+                0.037622177343595506,
+                -0.25455318820838374,
+            ],
+        ),
+        (
+            "ignore_outside",
+            [3, 7, 0, 7],
+            0.0,
+            Some(7),
+            1.5756482667818896,
+            [
+                0.14806274268397465,
+                0.02572944667428282,
+                0.069939887351009,
+                -0.2558858067387312,
+                0.012153730029464741,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                -0.45617153280175093,
+                0.1191381259542137,
+                0.2522154146242733,
+                0.012557066091327848,
+                0.07226092613193606,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+            ],
+        ),
+    ];
+
+    #[test]
+    fn smoothing_and_ignore_index_match_pytorch() {
+        for (name, targets, eps, ignore, loss, grad) in PYTORCH {
+            for cx in [Ctx::seq(), Ctx { par: Par::rayon(2), ..Ctx::seq() }] {
+                let (out, g) = run_with(CrossEntropy::with(eps, ignore), &LOGITS, &targets, 5, &cx);
+                let scored = targets.iter().filter(|&&t| Some(t) != ignore).count();
+                assert_eq!(out.count, scored, "{name}");
+                assert!((out.mean() - loss).abs() < 1e-14, "{name}: {} vs {loss}", out.mean());
+                for (k, (a, b)) in g.iter().zip(&grad).enumerate() {
+                    assert!((a - b).abs() < 1e-15, "{name} element {k}: {a} vs {b}");
+                    if *b == 0.0 {
+                        assert_eq!(*a, 0.0, "{name}: an ignored row has no gradient at all");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fingerprints of the plain kernel's loss and gradient bits (`f32`), recorded before label
+    /// smoothing and `ignore_index` were added: with ε = 0 and no ignored id, nothing changed.
+    #[test]
+    fn smoothing_zero_is_bit_identical_to_the_plain_kernel() {
+        let recorded: [(usize, usize, u64, u64); 4] = [
+            (37, 5, 0x4040e232da6655dd, 0x5ba64abf9f467f3c),
+            (1000, 7, 0x40502be233f5eeab, 0x03f7dff65238d021),
+            (16, 3, 0x403777135f04f2c6, 0xd52819b1e6ada49b),
+            (9, 2, 0x40202ba758e9dadc, 0x1742f886373044db),
+        ];
+        /// The loss sum's bits and a hash of the gradient's bits.
+        fn fingerprint<S>(mut ce: S, v: usize, n: usize) -> (u64, u64)
+        where
+            S: for<'a> Stage<Input<'a> = LossInput<'a, f32>, Output = LossOutput>,
+        {
+            let x: Vec<f32> = (0..v * n).map(|i| ((i * 7919 + 13) % 1009) as f32 / 97.0 - 5.0).collect();
+            let targets: Vec<u32> = (0..n).map(|r| ((r * 31 + 3) % v) as u32).collect();
+            let dims = Dims { vocab: v, batch: n, seq_len: 1, params: 0 };
+            let mut out = LossOutput::default();
+            ce.prepare(&dims, &mut out).unwrap();
+            let mut slot = logits_slot(&x, v);
+            ce.run(LossInput { logits: &mut slot, targets: &targets }, &mut out, &Ctx::seq()).unwrap();
+            let hash = slot
+                .grad
+                .iter()
+                .fold(0u64, |h, g| h.wrapping_mul(0x100000001b3).wrapping_add(u64::from(g.to_bits())));
+            (out.nll_sum.to_bits(), hash)
+        }
+        for (v, n, nll_bits, grad_hash) in recorded {
+            assert_eq!(
+                fingerprint(CrossEntropy::<f32>::new(), v, n),
+                (nll_bits, grad_hash),
+                "V = {v}, N = {n}"
+            );
+            let from_config = LossConfig::default().build::<f32>();
+            assert_eq!(fingerprint(from_config, v, n), (nll_bits, grad_hash), "V = {v}, N = {n}");
+        }
+    }
+
+    #[test]
+    fn a_window_of_ignored_rows_scores_nothing_and_has_no_gradient() {
+        let x = [0.5, -1.0, 2.0, 0.25, 0.0, 1.0];
+        let (out, g) = run_with(CrossEntropy::with(0.2, Some(1)), &x, &[1, 1], 3, &Ctx::seq());
+        assert_eq!((out.count, out.correct, out.nll_sum, out.mean()), (0, 0, 0.0, 0.0));
+        assert!(g.iter().all(|&v| v == 0.0), "{g:?}");
+        let (out, after) = run_with(CrossEntropy::with(0.2, Some(1)), &x, &[1, 2], 3, &Ctx::seq().eval());
+        assert_eq!((out.count, out.correct), (1, 1), "row 1 (target 2) is scored and a hit");
+        assert_eq!(after, x, "evaluation leaves even ignored rows as they are");
+    }
+
+    #[test]
+    fn an_id_outside_the_vocabulary_is_refused_unless_it_is_the_ignored_one() {
+        let x = [0.0; 6];
+        let dims = Dims { vocab: 3, batch: 2, seq_len: 1, params: 0 };
+        let mut out = LossOutput::default();
+        let mut ce = CrossEntropy::<f64>::with(0.0, Some(9));
+        Stage::prepare(&mut ce, &dims, &mut out).unwrap();
+        let mut slot = logits_slot(&x, 3);
+        let err =
+            ce.run(LossInput { logits: &mut slot, targets: &[9, 8] }, &mut out, &Ctx::seq()).unwrap_err();
+        assert!(err.to_string().contains("target id 8 at row 1"), "{err}");
+    }
+
+    fn smoothed_case() -> impl Strategy<Value = (usize, Vec<f64>, Vec<u32>, f64, Option<u32>)> {
+        (case(), 0.0f64..=1.0, proptest::option::of(0u32..12))
+            .prop_map(|((v, x, t), eps, ignore)| (v, x, t, eps, ignore))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn smoothed_gradient_matches_finite_differences((v, x, t, eps, ignore) in smoothed_case()) {
+            let ce = || CrossEntropy::with(eps, ignore);
+            let (out, dlogits) = run_with(ce(), &x, &t, v, &Ctx::seq());
+            let naive: f64 = t.iter().enumerate().filter(|&(_, &tr)| Some(tr) != ignore).map(|(r, &tr)| {
+                let row = &x[r * v..(r + 1) * v];
+                let mean_nll = (0..v).map(|j| naive_nll(row, j)).sum::<f64>() / v as f64;
+                (1.0 - eps) * naive_nll(row, tr as usize) + eps * mean_nll
+            }).sum();
+            prop_assert!((out.nll_sum - naive).abs() < 1e-9 * (1.0 + naive), "{} vs {}", out.nll_sum, naive);
+            for (r, &tr) in t.iter().enumerate() {
+                let s: f64 = dlogits[r * v..(r + 1) * v].iter().sum();
+                prop_assert!(s.abs() < 1e-12, "row {} sums to {}", r, s);
+                if Some(tr) == ignore {
+                    prop_assert!(dlogits[r * v..(r + 1) * v].iter().all(|&g| g == 0.0));
+                }
+            }
+            let h = 1e-5;
+            for k in 0..x.len() {
+                let (mut xp, mut xm) = (x.clone(), x.clone());
+                xp[k] += h;
+                xm[k] -= h;
+                let lp = run_with(ce(), &xp, &t, v, &Ctx::seq().eval()).0.mean();
+                let lm = run_with(ce(), &xm, &t, v, &Ctx::seq().eval()).0.mean();
+                let numeric = (lp - lm) / (2.0 * h);
+                let analytic = dlogits[k];
+                // As in the plain test: gradients below 1e-2 are judged absolutely (to 1e-8).
+                let rel = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-2);
+                prop_assert!(rel < 1e-6, "element {}: {} vs {}", k, analytic, numeric);
+            }
+        }
+
+        #[test]
+        fn smoothed_parallel_equals_sequential_and_train_equals_eval((v, x, t, eps, ignore) in smoothed_case()) {
+            let ce = || CrossEntropy::with(eps, ignore);
+            let (a, ga) = run_with(ce(), &x, &t, v, &Ctx::seq());
+            let (b, gb) = run_with(ce(), &x, &t, v, &Ctx { par: Par::rayon(2), ..Ctx::seq() });
+            let (e, _) = run_with(ce(), &x, &t, v, &Ctx::seq().eval());
+            prop_assert!(a.nll_sum.to_bits() == b.nll_sum.to_bits() && ga == gb);
+            prop_assert!((a.correct, a.count) == (b.correct, b.count));
+            prop_assert!(a.nll_sum.to_bits() == e.nll_sum.to_bits() && a.correct == e.correct);
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 mod common;
 
 /// SGD with momentum μ: `b ← μ·b + g` (`b ← g` at the first step), `p ← p − lr·b`, over the whole
-/// parameter arena in one pass.
+/// parameter arena in one pass, `lr` scaled by the step's `lr_factor` (the run's schedule).
 #[derive(Clone, Debug)]
 pub struct MomentumSgd {
     /// Learning rate.
@@ -74,7 +74,7 @@ impl Stage for MomentumSgd {
     fn run(&self, up: Update<'_, f32>, state: &mut OptimizerState<f32>, cx: &Ctx) -> Result<()> {
         let id = self.buffer.ok_or_else(|| Error::config("optimizer", "momentum_sgd run before prepare"))?;
         let first = state.step == 0;
-        let (lr, mu) = (self.lr, self.momentum);
+        let (lr, mu) = ((f64::from(self.lr) * up.lr_factor) as f32, self.momentum);
         let step = |(p, (g, b)): (&mut [f32], (&[f32], &mut [f32]))| {
             for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
                 *b = if first { g } else { mu * *b + g };
@@ -144,11 +144,13 @@ mod tests {
         let mut sgd = MomentumSgd::new(0.25, 0.5);
         sgd.prepare(&Dims { vocab: 2, batch: 1, seq_len: 1, params: 3 }, &mut state).unwrap();
         // Step 1: b = g; p = p − 0.25·g.
-        sgd.run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
+        sgd.run(Update { params: &mut params, grads: &grads, lr_factor: 1.0 }, &mut state, &Ctx::seq())
+            .unwrap();
         assert_eq!(params.as_slice(), &[0.875, -2.25, 1.5]);
-        // Step 2: b = 0.5·g + g = 1.5·g; p −= 0.25·1.5·g.
-        sgd.run(Update { params: &mut params, grads: &grads }, &mut state, &Ctx::seq()).unwrap();
-        assert_eq!(params.as_slice(), &[0.6875, -2.625, 3.0]);
+        // Step 2 at half the rate: b = 0.5·g + g = 1.5·g; p −= 0.125·1.5·g.
+        sgd.run(Update { params: &mut params, grads: &grads, lr_factor: 0.5 }, &mut state, &Ctx::seq())
+            .unwrap();
+        assert_eq!(params.as_slice(), &[0.78125, -2.4375, 2.25]);
         assert_eq!(state.step, 2);
         assert!(
             MomentumSgd::new(0.0, 0.9)

@@ -10,6 +10,7 @@ use stagewise_embedding::EmbeddingConfig;
 use stagewise_forward::ForwardConfig;
 use stagewise_loss::LossConfig;
 use stagewise_optimizer::OptimizerConfig;
+use stagewise_optimizer::schedule::ScheduleConfig;
 use stagewise_tokenizer::TokenizerConfig;
 use stagewise_vectorizer::VectorizerConfig;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,8 @@ pub struct Config {
     pub backward: BackwardConfig,
     /// `[optimizer]`: gradients -> updated parameters.
     pub optimizer: OptimizerConfig,
+    /// `[schedule]`: the learning rate over the run (default `constant`: the optimizer's `lr`).
+    pub schedule: ScheduleConfig,
     /// `[generate]`: the continuation printed after training.
     pub generate: GenerateConfig,
 }
@@ -242,7 +245,10 @@ impl Config {
             crate::memory::parse_bytes(m, "train.max_memory")?;
         }
         self.forward.validate()?;
+        self.loss.validate()?;
+        self.backward.validate()?;
         self.optimizer.validate()?;
+        self.schedule.validate()?;
         self.vectorizer.validate()?;
         Ok(())
     }
@@ -319,6 +325,30 @@ mod tests {
             let err = Config::from_toml(text, "c.toml").unwrap_err().to_string();
             assert!(err.contains(field), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn update_boxes_and_the_schedule_parse_and_are_checked_by_field() {
+        let text = "[loss]\nkind = \"cross_entropy\"\nlabel_smoothing = 0.1\nignore_index = 0\n\
+                    [backward]\nkind = \"numeric\"\nclip = 0.25\n\
+                    [optimizer]\nkind = \"sgd\"\nlr = 20.0\nmomentum = 0.9\n\
+                    [schedule]\nkind = \"plateau\"\nwarmup = 10\n";
+        let c = Config::from_toml(text, "c.toml").unwrap();
+        assert_eq!(c.schedule, ScheduleConfig::Plateau { warmup: 10, factor: 0.25, patience: 0 });
+        assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c);
+        assert_eq!(Config::default().schedule, ScheduleConfig::Constant { warmup: 0 });
+        for (text, field) in [
+            ("[loss]\nkind = \"cross_entropy\"\nlabel_smoothing = 2.0\n", "loss.label_smoothing"),
+            ("[backward]\nkind = \"reverse\"\nclip = -1.0\n", "backward.clip"),
+            ("[optimizer]\nkind = \"sgd\"\nnesterov = true\n", "optimizer.nesterov"),
+            ("[schedule]\nkind = \"plateau\"\nfactor = 1.5\n", "schedule.factor"),
+            ("[schedule]\nkind = \"step\"\nstep_size = 0\n", "schedule.step_size"),
+        ] {
+            let err = Config::from_toml(text, "c.toml").unwrap_err().to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        let err = Config::from_toml("[schedule]\nkind = \"cosine\"\nmin = 0.1\n", "c.toml").unwrap_err();
+        assert!(err.to_string().contains("min") && err.to_string().contains("c.toml:"), "{err}");
     }
 
     #[test]

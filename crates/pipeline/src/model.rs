@@ -67,6 +67,10 @@ pub struct Model<
     pub loss_out: LossOutput,
     /// The optimizer's moments and step count.
     pub opt_state: OptimizerState<T>,
+    /// The factor on the optimizer's learning rate for the next training step, passed to it as
+    /// [`Update::lr_factor`]: 1.0 (the optimizer's own rate) unless the run sets it from its
+    /// learning-rate schedule before each step.
+    pub lr_factor: f64,
     /// Time per box.
     pub clock: StageClock,
 }
@@ -121,6 +125,7 @@ where
             tape,
             loss_out,
             opt_state,
+            lr_factor: 1.0,
             clock: StageClock::default(),
         })
     }
@@ -160,8 +165,9 @@ where
         Ok(())
     }
 
-    /// One training cycle on one window: embed, forward, loss, backward, update; then carries the
-    /// recurrent state to the next window, detached. Allocates nothing.
+    /// One training cycle on one window: embed, forward, loss, backward, update (at the learning
+    /// rate times [`Model::lr_factor`]); then carries the recurrent state to the next window,
+    /// detached. Allocates nothing.
     pub fn train_window(&mut self, w: Window<'_>, cx: &Ctx) -> Result<()> {
         let cx = Ctx { mode: Mode::Train, step: self.opt_state.step, ..*cx };
         let mut t = Instant::now();
@@ -170,7 +176,8 @@ where
         let out = self.tape.output().ok_or_else(|| Error::config("forward", "no output slot"))?;
         self.backward.run(out, &mut self.tape, &cx)?;
         self.clock.lap(3, &mut t);
-        let update = Update { params: &mut self.tape.params, grads: &self.tape.grads };
+        let update =
+            Update { params: &mut self.tape.params, grads: &self.tape.grads, lr_factor: self.lr_factor };
         self.optimizer.run(update, &mut self.opt_state, &cx)?;
         self.clock.lap(4, &mut t);
         self.tape.end_window();

@@ -1,13 +1,17 @@
 //! A warm training cycle — embed, forward, loss, backward, update — allocates nothing, on one
-//! thread or two (counting both workers: ours, rayon's and faer's allocations). Its own test
-//! binary, because the counting allocator is global.
+//! thread or two (counting both workers: ours, rayon's and faer's allocations), with every
+//! built-in loss, backward and update setting. Its own test binary, and one test, because the
+//! counting allocator is global.
 
 // Test helpers outside `#[test]` functions: clippy.toml only exempts the latter.
 #![allow(clippy::unwrap_used)]
 
+use stagewise_backward::BackwardConfig;
 use stagewise_core::{Ctx, Par, Rng};
 use stagewise_embedding::EmbeddingConfig;
 use stagewise_forward::ForwardConfig;
+use stagewise_loss::LossConfig;
+use stagewise_optimizer::OptimizerConfig;
 use stagewise_pipeline::Config;
 use stagewise_pipeline::Model;
 use stagewise_pipeline::data::Window;
@@ -19,10 +23,22 @@ static GLOBAL: Counting = Counting;
 /// A model with windows of random ids (the full length, then a shorter last window, as at the
 /// end of a split).
 fn setup(vocab: usize, embed: usize, hidden: usize, batch: usize, seq_len: usize) -> (Model<f32>, Vec<u32>) {
+    setup_with(Config::default(), vocab, embed, hidden, batch, seq_len)
+}
+
+/// [`setup`] with the boxes of `config` (its sizes replaced).
+fn setup_with(
+    config: Config,
+    vocab: usize,
+    embed: usize,
+    hidden: usize,
+    batch: usize,
+    seq_len: usize,
+) -> (Model<f32>, Vec<u32>) {
     let config = Config {
         embedding: EmbeddingConfig::Table { dim: embed },
         forward: ForwardConfig::Lstm { hidden },
-        ..Config::default()
+        ..config
     };
     let model = Model::<f32>::from_config(&config, vocab, batch, seq_len).unwrap();
     let mut rng = Rng::new(7);
@@ -81,6 +97,40 @@ fn warm_training_and_eval_cycles_allocate_nothing() {
         let before = model.tape.overlapped_runs();
         let (_, all) = pool.install(|| warm_cycle_allocations(&mut model, &ids, &cx));
         assert_eq!(model.tape.overlapped_runs() > before, overlaps, "{label}: schedule taken");
+        assert_eq!(all, 0, "{label}: a warm two-thread cycle allocated {all} times");
+    }
+
+    // Every other loss, backward and update setting, with a frozen tensor and a scheduled rate,
+    // on one thread and on two.
+    let sgd =
+        OptimizerConfig::Sgd { lr: 0.5, momentum: 0.9, nesterov: true, weight_decay: 0.01, dampening: 0.0 };
+    let adamw = OptimizerConfig::AdamW {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        decay_all: false,
+    };
+    let loss = LossConfig::CrossEntropy { label_smoothing: 0.1, ignore_index: Some(3) };
+    for (optimizer, backward, sizes) in [
+        (sgd, BackwardConfig::Reverse { clip: 0.25 }, (600, 48, 64, 16, 12)),
+        (adamw, BackwardConfig::Reverse { clip: 0.25 }, (1000, 48, 64, 16, 12)),
+        (OptimizerConfig::default(), BackwardConfig::Numeric { clip: 0.1 }, (12, 3, 4, 2, 3)),
+    ] {
+        let label = format!("{optimizer:?}, {backward:?}");
+        let config = Config { loss: loss.clone(), backward, optimizer, ..Config::default() };
+        let (v, e, h, b, t) = sizes;
+        let (mut model, ids) = setup_with(config.clone(), v, e, h, b, t);
+        let frozen = model.tape.params.layout().find("embedding.weight").unwrap();
+        model.tape.params.set_trainable(frozen, false);
+        model.lr_factor = 0.5;
+        let (ours, _) = warm_cycle_allocations(&mut model, &ids, &Ctx::seq());
+        assert_eq!(ours, 0, "{label}: a warm one-thread cycle allocated {ours} times");
+        assert!(model.tape.grad_norm.is_some(), "{label}: the norm is measured");
+        let (mut model, ids) = setup_with(config, v, e, h, b, t);
+        model.tape.params.set_trainable(frozen, false);
+        let (_, all) = pool.install(|| warm_cycle_allocations(&mut model, &ids, &cx));
         assert_eq!(all, 0, "{label}: a warm two-thread cycle allocated {all} times");
     }
 }

@@ -9,7 +9,7 @@ use stagewise_pipeline::Model;
 use stagewise_pipeline::checkpoint::Checkpoint;
 use stagewise_pipeline::train::train;
 
-/// Plain SGD: `p ← p − lr·g`, with no state at all.
+/// Plain SGD: `p ← p − lr·g` (`lr` times the step's factor), with no state at all.
 #[derive(Clone, Copy, Debug)]
 struct PlainSgd {
     lr: f32,
@@ -28,8 +28,9 @@ impl Stage for PlainSgd {
     }
 
     fn run(&self, up: Update<'_, f32>, state: &mut OptimizerState<f32>, _cx: &Ctx) -> Result<()> {
+        let lr = (f64::from(self.lr) * up.lr_factor) as f32;
         for (p, &g) in up.params.as_mut_slice().iter_mut().zip(up.grads.as_slice()) {
-            *p -= self.lr * g;
+            *p -= lr * g;
         }
         state.step += 1;
         Ok(())
