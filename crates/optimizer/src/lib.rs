@@ -357,6 +357,15 @@ impl OptimizerConfig {
         }
     }
 
+    /// How many state buffers in the parameters' layout the optimizer will declare (Adam and
+    /// AdamW 2, SGD with momentum 1, plain SGD 0): what a memory estimate counts.
+    pub fn state_buffers(&self) -> usize {
+        match *self {
+            OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => 2,
+            OptimizerConfig::Sgd { momentum, .. } => usize::from(momentum > 0.0),
+        }
+    }
+
     /// Overrides the learning rate (the `--lr` flag).
     pub fn set_lr(&mut self, value: f64) {
         match self {

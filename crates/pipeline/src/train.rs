@@ -14,6 +14,7 @@ use stagewise_core::{Ctx, Error, Float, Mode, ParamLayout, Result, Stage, Tokens
 use stagewise_embedding::{Embedding, EmbeddingImpl};
 use stagewise_forward::{Forward, ForwardImpl};
 use stagewise_loss::{Loss, LossImpl};
+use stagewise_optimizer::schedule::Schedule;
 use stagewise_optimizer::{Optimizer, OptimizerImpl};
 use stagewise_tokenizer::TokenizerImpl;
 use stagewise_vectorizer::{Vectorizer, VectorizerConfig, VectorizerImpl};
@@ -39,6 +40,13 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Seconds spent in each box of the cycle this epoch: embed, forward, loss, backward, update.
     pub stage_seconds: [f64; 5],
+    /// The learning rate of the epoch's last step: the config's optimizer rate times the
+    /// schedule's factor (`[schedule]`).
+    pub lr: f64,
+    /// Mean over the epoch's windows of the gradient norm the backward box measured, before any
+    /// clipping (absent if it measured none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
 }
 
 /// Aggregate of an evaluation pass.
@@ -287,6 +295,8 @@ where
         o.on_start(&info)?;
     }
     let (config_toml, vocab_json) = (config.to_toml(), data.vectorizer.to_json());
+    let total_steps = (config.train.epochs as u64).saturating_mul(total as u64);
+    let mut schedule = Schedule::new(&config.schedule, config.optimizer.lr(), total_steps)?;
     let started = Instant::now();
     let mut epochs = Vec::new();
     let mut metrics_lines = String::new();
@@ -295,11 +305,17 @@ where
         model.clock.reset();
         let epoch_start = Instant::now();
         let (mut nll, mut count) = (0.0, 0usize);
+        let (mut norm_sum, mut norms) = (0.0, 0usize);
         for (done, w) in train_split.windows(bptt).take(total).enumerate() {
+            model.lr_factor = schedule.factor(model.opt_state.step);
             let place =
                 format!("epoch {epoch}, window {} of {total} (step {})", done + 1, model.opt_state.step + 1);
             model.train_window(w, &cx).map_err(|e| e.context(&place))?;
             check_finite(&model).map_err(|e| e.context(&place))?;
+            if let Some(norm) = model.tape.grad_norm {
+                norm_sum += norm;
+                norms += 1;
+            }
             nll += model.loss_out.nll_sum;
             count += model.loss_out.count;
             let mut go_on = true;
@@ -323,8 +339,11 @@ where
             tokens_per_s: count as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
             stage_seconds,
+            lr: config.optimizer.lr() * model.lr_factor,
+            grad_norm: (norms > 0).then(|| norm_sum / norms as f64),
         };
         m.check_finite()?;
+        schedule.end_epoch(m.test_loss);
         let line = serde_json::to_string(&m).map_err(|e| Error::data("metrics", e.to_string()))?;
         metrics_lines.push_str(&line);
         metrics_lines.push('\n');
@@ -417,6 +436,8 @@ impl EpochMetrics {
             ("test loss", self.test_loss),
             ("test perplexity", self.test_ppl),
             ("test accuracy", self.test_acc),
+            ("learning rate", self.lr),
+            ("gradient norm", self.grad_norm.unwrap_or(0.0)),
         ];
         match figures.iter().find(|(_, v)| !v.is_finite()) {
             None => Ok(()),
@@ -508,6 +529,12 @@ impl Observer for Console {
             .map(|(name, s)| format!("{name} {s:.1}s ({:.0}%)", 100.0 * s / total))
             .collect();
         println!("  time per box: {}", split.join(", "));
+        match m.grad_norm {
+            Some(norm) => {
+                println!("  learning rate {:e} | gradient norm {norm:.4} (mean, before clipping)", m.lr)
+            }
+            None => println!("  learning rate {:e}", m.lr),
+        }
         Ok(())
     }
 }

@@ -68,6 +68,8 @@ fn tiny_run_learns_writes_its_files_and_reproduces() {
             assert!(object.contains_key(key), "`{key}` missing from {line}");
         }
         assert_eq!(object["epoch"].as_u64(), Some(m.epoch as u64));
+        assert_eq!(object["lr"].as_f64(), Some(config.optimizer.lr()), "a constant schedule");
+        assert!(object["grad_norm"].as_f64().is_some_and(|n| n.is_finite() && n > 0.0), "{line}");
         // serde_json writes floats exactly (ryu) but, without its `float_roundtrip` feature, may
         // read them back one ulp off: compare to a relative 1e-15.
         for (key, want) in

@@ -116,3 +116,21 @@ fn set_overrides_reach_the_model_the_config_file_and_the_checkpoint() {
     let hh = ck.layout.entries().iter().find(|e| e.name == "lstm.weight_hh_l0").unwrap();
     assert_eq!(hh.shape, [48, 12]);
 }
+
+/// The `[schedule]` reaches the optimizer through the run: a step schedule halves the learning
+/// rate every epoch, and metrics.jsonl reports it.
+#[test]
+fn the_schedule_sets_each_epoch_s_learning_rate() {
+    let dir = TempDir::new("schedule");
+    std::fs::write(dir.join("corpus.txt"), corpus(110)).unwrap();
+    let sets: Vec<String> = ["schedule.kind=\"step\"", "schedule.step_size=1", "schedule.gamma=0.5"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let config = crate::util::tiny_config(dir.join("corpus.txt")).with_overrides(&sets).unwrap();
+    let outcome = train(&config, Model::builder(&config).unwrap(), &dir.join("run"), &mut []).unwrap();
+    let lrs: Vec<f64> = outcome.epochs.iter().map(|m| m.lr).collect();
+    let base = config.optimizer.lr();
+    assert_eq!(lrs, [base, base * 0.5, base * 0.25]);
+    assert!(outcome.epochs.iter().all(|m| m.grad_norm.is_some_and(f64::is_finite)));
+}
