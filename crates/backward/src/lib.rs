@@ -13,10 +13,14 @@
 //! - [`GradClip`]: both kinds measure the global gradient norm into [`Tape::grad_norm`] and, with
 //!   `clip > 0`, clip it as PyTorch's `clip_grad_norm_(max_norm = clip)` does.
 //! - [`BackwardConfig`] / [`BackwardImpl`]: the config-file face and the run-time enum.
+//! - `laws` (feature `testkit`): the box's laws as a check any implementation can be run through.
 //!
 //! This crate never depends on the forward crate: it sees ops only through core's [`Op`](stagewise_core::Op).
 
 use rayon::prelude::*;
+#[cfg(any(test, feature = "testkit"))]
+pub mod laws;
+
 use stagewise_core::{Ctx, Dims, Error, Float, Par, ParamLayout, Result, SlotId, Stage, Tape};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -626,5 +630,42 @@ mod tests {
         let err = BackwardConfig::Numeric { clip: 0.0 }.build::<f64>().prepare(&dims, &mut tape).unwrap_err();
         let err = err.to_string();
         assert!(err.contains("backward.kind") && err.contains("20001") && err.contains("20000"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod law_tests {
+    use super::*;
+
+    #[test]
+    fn the_built_ins_keep_the_laws() {
+        laws::check(ReverseSweep::<f64>::new).unwrap();
+        laws::check(|| ReverseSweep::<f64>::clipped(0.01)).unwrap();
+        laws::check(|| NumericSweep::<f64>::clipped(0.0)).unwrap();
+        laws::check(|| NumericSweep::<f64>::clipped(0.5)).unwrap();
+    }
+
+    /// A sweep that forgets to zero the gradients first: the kit must catch it.
+    struct Accumulating;
+
+    impl Stage for Accumulating {
+        type Input<'a> = SlotId;
+        type Output = Tape<f64>;
+        fn name(&self) -> &str {
+            "accumulating"
+        }
+        fn run(&self, _seed: SlotId, tape: &mut Tape<f64>, cx: &Ctx) -> Result<()> {
+            let (ops, params, acts, grads) = tape.sweep_parts();
+            for op in ops.iter().rev() {
+                op.vjp(params, acts, grads, cx.par);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_kit_catches_accumulated_gradients() {
+        let err = laws::check(|| Accumulating).unwrap_err();
+        assert!(err.contains("second call"), "{err}");
     }
 }

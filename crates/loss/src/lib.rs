@@ -10,9 +10,13 @@
 //!   With PyTorch's `label_smoothing = ε` a row's loss is `(1 − ε)·NLL + ε·mean_j(−log p_j)`; with
 //!   `ignore_index` the rows whose target is that id are neither scored nor counted.
 //! - [`LossConfig`] / [`LossImpl`]: the config-file face and the run-time enum.
+//! - `laws` (feature `testkit`): the box's laws as a check any implementation can be run through.
 //!
 //! The loss is reported as a *sum* over rows ([`LossOutput::nll_sum`]) so that callers average
 //! over exactly the tokens they mean (a window, an epoch, a whole test split).
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod laws;
 
 use rayon::prelude::*;
 use stagewise_core::{Ctx, Dims, Error, Float, Mode, Par, Result, Slot, Stage};
@@ -952,5 +956,45 @@ mod tests {
         let mut slot = logits_slot(&[0.0; 3], 3);
         let err = ce.run(LossInput { logits: &mut slot, targets: &[7] }, &mut out, &Ctx::seq()).unwrap_err();
         assert!(err.to_string().contains("target id 7"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod law_tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_keeps_the_laws() {
+        laws::check(CrossEntropy::<f64>::new).unwrap();
+        laws::check(|| CrossEntropy::<f64>::with(0.1, None)).unwrap();
+        laws::check(|| CrossEntropy::<f64>::with(0.0, Some(1000))).unwrap();
+    }
+
+    /// Cross-entropy whose gradient is off by a factor: the kit must catch it.
+    struct WrongGradient(CrossEntropy<f64>);
+
+    impl Stage for WrongGradient {
+        type Input<'a> = LossInput<'a, f64>;
+        type Output = LossOutput;
+        fn name(&self) -> &str {
+            "wrong"
+        }
+        fn prepare(&mut self, dims: &Dims, out: &mut LossOutput) -> Result<()> {
+            self.0.prepare(dims, out)
+        }
+        fn run(&self, input: LossInput<'_, f64>, out: &mut LossOutput, cx: &Ctx) -> Result<()> {
+            let slot = input.logits;
+            self.0.run(LossInput { logits: &mut *slot, targets: input.targets }, out, cx)?;
+            for g in slot.grad.iter_mut() {
+                *g *= 1.5;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_kit_catches_a_wrong_gradient() {
+        let err = laws::check(|| WrongGradient(CrossEntropy::new())).unwrap_err();
+        assert!(err.contains("gradient"), "{err}");
     }
 }

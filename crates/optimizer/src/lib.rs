@@ -25,6 +25,8 @@ use stagewise_core::{
 use stagewise_kernels::tuning::OPTIMIZER_CHUNK;
 
 mod adam;
+#[cfg(any(test, feature = "testkit"))]
+pub mod laws;
 pub mod schedule;
 mod sgd;
 

@@ -457,3 +457,31 @@ fn config_tables_parse_with_pytorch_s_defaults() {
     c.set_lr(0.25);
     assert_eq!(c.lr(), 0.25);
 }
+
+/// Every built-in keeps the update box's laws, and the kit catches an optimizer that breaks one.
+#[test]
+fn the_built_ins_keep_the_laws() {
+    crate::laws::check(|| Adam::<f64>::new(0.05), false).unwrap();
+    crate::laws::check(
+        || {
+            let mut adam = Adam::<f64>::new(0.05);
+            adam.weight_decay = 0.01;
+            adam
+        },
+        true,
+    )
+    .unwrap();
+    crate::laws::check(|| AdamW::<f64>::new(0.05), true).unwrap();
+    crate::laws::check(|| Sgd::<f64>::new(0.1), false).unwrap();
+    let sgd = |momentum: f64, nesterov: bool, dampening: f64, weight_decay: f64| {
+        let mut sgd = Sgd::<f64>::new(0.05);
+        (sgd.momentum, sgd.nesterov, sgd.dampening, sgd.weight_decay) =
+            (momentum, nesterov, dampening, weight_decay);
+        sgd
+    };
+    crate::laws::check(|| sgd(0.9, true, 0.0, 0.0), false).unwrap();
+    crate::laws::check(|| sgd(0.5, false, 0.5, 0.01), true).unwrap();
+    // Gradient ascent: the quadratic grows.
+    let err = crate::laws::check(|| Sgd::<f64>::new(-0.1), false);
+    assert!(err.is_err(), "a negative rate must break a law");
+}
