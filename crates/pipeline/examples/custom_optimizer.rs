@@ -1,8 +1,8 @@
 //! Your own update box: SGD with momentum, as PyTorch's `torch.optim.SGD(momentum=μ)` computes it,
 //! trained through the same run as the built-ins.
 //!
-//! `MomentumSgd` is an ordinary type implementing [`Stage`] with `Input<'a> = Update<'a, f32>`
-//! and `Output = OptimizerState<f32>`, which makes it a `stagewise_optimizer::Optimizer<f32>`.
+//! `MomentumSgd<T>` is an ordinary type implementing [`Stage`] with `Input<'a> = Update<'a, T>`
+//! and `Output = OptimizerState<T>`, which makes it a `stagewise_optimizer::Optimizer<T>`.
 //! In `prepare` it declares the one state buffer it needs, `momentum_buffer` (PyTorch's name);
 //! the checkpoint then stores that buffer by name. Every other box comes from the config.
 //!
@@ -15,7 +15,7 @@
 
 use clap::Parser;
 use rayon::prelude::*;
-use stagewise_core::{Ctx, Dims, Error, Par, Result, Stage};
+use stagewise_core::{Ctx, Dims, Error, Float, Par, Result, Stage};
 use stagewise_optimizer::{OptimizerState, StateId, Update};
 use stagewise_pipeline::Model;
 use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command};
@@ -24,22 +24,25 @@ use std::process::ExitCode;
 #[cfg(test)]
 mod common;
 
-/// SGD with momentum μ: `b ← μ·b + g` (`b ← g` at the first step), `p ← p − lr·b`, over the whole
-/// parameter arena in one pass, `lr` scaled by the step's `lr_factor` (the run's schedule).
+/// SGD with momentum μ: `b ← μ·b + g` (`b ← g` at the first step), `p ← p − lr·b`, in one pass
+/// over each run of trainable tensors (a frozen tensor is left alone), `lr` scaled by the step's
+/// `lr_factor` (the run's schedule). Generic over the float type, so the update box's laws can be
+/// checked in `f64`.
 #[derive(Clone, Debug)]
-pub struct MomentumSgd {
+pub struct MomentumSgd<T> {
     /// Learning rate.
-    pub lr: f32,
+    pub lr: f64,
     /// Momentum μ in `[0, 1)`.
-    pub momentum: f32,
+    pub momentum: f64,
     /// The `momentum_buffer` this optimizer declared, once prepared.
     buffer: Option<StateId>,
+    _float: std::marker::PhantomData<fn() -> T>,
 }
 
-impl MomentumSgd {
+impl<T> MomentumSgd<T> {
     /// The optimizer at learning rate `lr` and momentum `momentum`.
-    pub fn new(lr: f32, momentum: f32) -> Self {
-        MomentumSgd { lr, momentum, buffer: None }
+    pub fn new(lr: f64, momentum: f64) -> Self {
+        MomentumSgd { lr, momentum, buffer: None, _float: std::marker::PhantomData }
     }
 }
 
@@ -47,16 +50,16 @@ impl MomentumSgd {
 /// (each element's update is independent of the others).
 const CHUNK: usize = 1 << 14;
 
-impl Stage for MomentumSgd {
-    type Input<'a> = Update<'a, f32>;
-    type Output = OptimizerState<f32>;
+impl<T: Float> Stage for MomentumSgd<T> {
+    type Input<'a> = Update<'a, T>;
+    type Output = OptimizerState<T>;
 
     fn name(&self) -> &str {
         "momentum_sgd"
     }
 
     /// Checks the settings and declares the one buffer momentum needs.
-    fn prepare(&mut self, dims: &Dims, state: &mut OptimizerState<f32>) -> Result<()> {
+    fn prepare(&mut self, dims: &Dims, state: &mut OptimizerState<T>) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::config("optimizer.lr", format!("{} is out of range", self.lr)));
         }
@@ -70,25 +73,30 @@ impl Stage for MomentumSgd {
         Ok(())
     }
 
-    /// One fused pass over the arena; allocates nothing.
-    fn run(&self, up: Update<'_, f32>, state: &mut OptimizerState<f32>, cx: &Ctx) -> Result<()> {
+    /// One fused pass over each run of trainable tensors; allocates nothing.
+    fn run(&self, up: Update<'_, T>, state: &mut OptimizerState<T>, cx: &Ctx) -> Result<()> {
         let id = self.buffer.ok_or_else(|| Error::config("optimizer", "momentum_sgd run before prepare"))?;
         let first = state.step == 0;
-        let (lr, mu) = ((f64::from(self.lr) * up.lr_factor) as f32, self.momentum);
-        let step = |(p, (g, b)): (&mut [f32], (&[f32], &mut [f32]))| {
+        let (lr, mu) = (T::from_f64(self.lr * up.lr_factor), T::from_f64(self.momentum));
+        let step = |(p, (g, b)): (&mut [T], (&[T], &mut [T]))| {
             for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
                 *b = if first { g } else { mu * *b + g };
                 *p -= lr * *b;
             }
         };
-        let (p, g, b) = (up.params.as_mut_slice(), up.grads.as_slice(), state.get_mut(id).as_mut_slice());
+        let (layout, p) = up.params.layout_and_mut_slice();
+        let (g, b) = (up.grads.as_slice(), state.get_mut(id).as_mut_slice());
         if p.len() != g.len() || p.len() != b.len() {
             return Err(Error::shape("momentum_sgd arenas", p.len(), (g.len(), b.len())));
         }
-        match cx.par {
-            Par::Seq => step((p, (g, b))),
-            Par::Rayon(_) => {
-                p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(b.par_chunks_mut(CHUNK))).for_each(step)
+        for run in layout.trainable_runs() {
+            let (p, g, b) = (&mut p[run.clone()], &g[run.clone()], &mut b[run]);
+            match cx.par {
+                Par::Seq => step((p, (g, b))),
+                Par::Rayon(_) => p
+                    .par_chunks_mut(CHUNK)
+                    .zip(g.par_chunks(CHUNK).zip(b.par_chunks_mut(CHUNK)))
+                    .for_each(step),
             }
         }
         state.step += 1;
@@ -104,11 +112,11 @@ struct Args {
     train: TrainArgs,
     /// Learning rate of the SGD.
     #[arg(long = "sgd-lr", default_value_t = 0.1)]
-    sgd_lr: f32,
+    sgd_lr: f64,
 }
 
 fn run(args: &Args) -> Result<()> {
-    let sgd = MomentumSgd::new(args.sgd_lr, 0.9);
+    let sgd = MomentumSgd::<f32>::new(args.sgd_lr, 0.9);
     train_command(&args.train, |config| Ok(Model::<f32>::builder(config)?.optimizer(sgd))).map(|_| ())
 }
 
@@ -131,6 +139,12 @@ mod tests {
         let names: Vec<&str> = ck.optimizer_state.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["momentum_buffer"]);
         assert_eq!(ck.step, 12);
+    }
+
+    /// The update box's laws (`stagewise_optimizer::laws`), which every built-in passes too.
+    #[test]
+    fn keeps_the_update_box_s_laws() {
+        stagewise_optimizer::laws::check(|| MomentumSgd::<f64>::new(0.05, 0.9), false).unwrap();
     }
 
     #[test]
