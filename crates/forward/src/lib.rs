@@ -66,7 +66,7 @@ fn default_hidden() -> usize {
 /// ```
 ///
 /// Tagged by `kind` and strict about unknown keys, so a typo is an error naming the key.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ForwardConfig {
     /// One LSTM layer followed by a Linear head.

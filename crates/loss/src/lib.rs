@@ -448,9 +448,11 @@ impl<T: Float> Stage for CrossEntropy<T> {
 }
 
 /// The loss box as a config-file table: `[loss] kind = "cross_entropy"  label_smoothing = 0.1`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossConfig {
+    /// Softmax cross-entropy over the vocabulary (PyTorch's `nn.CrossEntropyLoss`).
+    ///
     /// [`CrossEntropy`].
     CrossEntropy {
         /// ε in `[0, 1]` (PyTorch's `label_smoothing`; default 0, no smoothing).

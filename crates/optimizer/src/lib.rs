@@ -236,9 +236,11 @@ fn default_true() -> bool {
 }
 
 /// The update box as a config-file table: `[optimizer] kind = "adam"  lr = 1e-3`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OptimizerConfig {
+    /// PyTorch's `torch.optim.Adam`; `weight_decay` is an L2 term added to the gradient.
+    ///
     /// [`Adam`].
     Adam {
         /// Learning rate (seed: 1e-3).
@@ -257,6 +259,8 @@ pub enum OptimizerConfig {
         #[serde(default)]
         weight_decay: f64,
     },
+    /// PyTorch's `torch.optim.AdamW`: Adam with weight decay decoupled from the gradient.
+    ///
     /// [`AdamW`].
     #[serde(rename = "adamw")]
     AdamW {
@@ -280,6 +284,8 @@ pub enum OptimizerConfig {
         #[serde(default = "default_true")]
         decay_all: bool,
     },
+    /// PyTorch's `torch.optim.SGD`, with optional momentum, Nesterov, dampening and L2 decay.
+    ///
     /// [`Sgd`].
     Sgd {
         /// Learning rate.

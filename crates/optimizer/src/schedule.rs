@@ -38,7 +38,7 @@ fn default_plateau_factor() -> f64 {
 
 /// The `[schedule]` table of a config file, e.g. `kind = "cosine"  warmup = 100  min_lr = 1e-5`.
 /// Every key has a default, and the table itself defaults to `constant` (no schedule).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleConfig {
     /// The optimizer's learning rate throughout (after the warmup).

@@ -16,7 +16,7 @@ use stagewise_vectorizer::VectorizerConfig;
 use std::path::{Path, PathBuf};
 
 /// Where the text comes from and how it is split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
     /// The UTF-8 corpus, relative to the working directory.
@@ -32,7 +32,7 @@ impl Default for DataConfig {
 }
 
 /// How the training loop runs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Passes over the training split.
@@ -79,7 +79,7 @@ pub fn check_threads(field: &str, threads: usize) -> Result<()> {
 }
 
 /// What to print after training.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GenerateConfig {
     /// Text fed to the model before it continues.
@@ -99,12 +99,12 @@ impl Default for GenerateConfig {
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// The whole run: data, loop, and one table per flowchart box.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `[data]`.
+    /// `[data]`: where the text comes from and how it is split.
     pub data: DataConfig,
-    /// `[train]`.
+    /// `[train]`: how the training loop runs.
     pub train: TrainConfig,
     /// `[tokenizer]`: text -> tokens.
     pub tokenizer: TokenizerConfig,

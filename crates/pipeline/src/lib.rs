@@ -28,6 +28,7 @@ pub mod memory;
 pub mod model;
 pub mod parity;
 pub mod run_dir;
+pub mod stages;
 pub mod train;
 
 pub use config::Config;

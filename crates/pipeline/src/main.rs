@@ -39,6 +39,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Score a trained checkpoint on the test split of a corpus.
     Eval(EvalArgs),
+    /// List every implementation of every box, with its config keys, types and defaults.
+    Stages(StagesArgs),
     /// Time f32 GEMM through faer; prints one JSON line (used by `cargo xtask bench`).
     #[command(hide = true)]
     BenchGemm(BenchGemmArgs),
@@ -87,6 +89,13 @@ struct BenchRunArgs {
     /// Untimed warm-up windows first.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+}
+
+#[derive(clap::Args)]
+struct StagesArgs {
+    /// Print the catalogue as JSON (sections, kinds, keys with type, default, summary).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -301,6 +310,19 @@ fn run_bench_run(args: BenchRunArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_stages(args: StagesArgs) -> Result<()> {
+    let catalogue = stagewise_pipeline::stages::catalogue();
+    let text = if args.json {
+        let mut json =
+            serde_json::to_string_pretty(&catalogue).map_err(|e| Error::config("--json", e.to_string()))?;
+        json.push('\n');
+        json
+    } else {
+        stagewise_pipeline::stages::render(&catalogue)
+    };
+    write_stdout(&text)
+}
+
 fn run_bench_report(args: BenchReportArgs) -> Result<()> {
     let report = Report::load(&args.samples)?;
     print!("{}", report.console());
@@ -348,6 +370,7 @@ fn main() -> ExitCode {
         Command::Parity(a) => run_parity_cmd(a),
         Command::Generate(a) => run_generate(a).map(|()| true),
         Command::Eval(a) => run_eval(a).map(|()| true),
+        Command::Stages(a) => run_stages(a).map(|()| true),
         Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
         Command::BenchRun(a) => run_bench_run(a).map(|()| true),
         Command::BenchReport(a) => run_bench_report(a).map(|()| true),

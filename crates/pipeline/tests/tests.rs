@@ -10,6 +10,7 @@
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
 //! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
+//! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
@@ -26,4 +27,5 @@ mod generic_run;
 mod parity;
 mod robust_inputs;
 mod run_dir_safety;
+mod stages_cli;
 mod whole_model_gradient;

@@ -9,7 +9,7 @@ use stagewise_core::{Result, Tokens};
 /// Tagged by `kind` and strict: an unknown `kind` or an unknown key is a deserialisation error
 /// that names it, so a typo never silently falls back to a default. The default is `word`, the
 /// seed's tokenizer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenizerConfig {
     /// [`WordTokenizer`]: lower-case, split on Unicode whitespace. No settings.

@@ -10,9 +10,11 @@ use std::path::Path;
 ///
 /// Tagged by `kind` and strict: an unknown `kind` or key is a deserialisation error that names
 /// it. The default is `vocab` with `max_size = 10000`, the seed's setting.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VectorizerConfig {
+    /// The training split's most frequent tokens (ties by bytes), `<unk>` at id 0 for the rest.
+    ///
     /// [`VocabVectorizer`] fitted by [`VocabTrainer`].
     Vocab {
         /// Most ids, `<unk>` included (default 10000, at least 2).
