@@ -20,8 +20,8 @@ static GLOBAL: Counting = Counting;
 /// end of a split).
 fn setup(vocab: usize, embed: usize, hidden: usize, batch: usize, seq_len: usize) -> (Model<f32>, Vec<u32>) {
     let config = Config {
-        embedding: EmbeddingConfig::Table { dim: embed },
-        forward: ForwardConfig::Lstm { hidden },
+        embedding: EmbeddingConfig::table(embed),
+        forward: ForwardConfig::lstm(hidden),
         ..Config::default()
     };
     let model = Model::<f32>::from_config(&config, vocab, batch, seq_len).unwrap();
