@@ -20,8 +20,8 @@ fn cycle(c: &mut Criterion) {
     let settings = Threads::both();
     for cfg in configs() {
         let config = Config {
-            embedding: EmbeddingConfig::Table { dim: cfg.embed },
-            forward: ForwardConfig::Lstm { hidden: cfg.hidden },
+            embedding: EmbeddingConfig::table(cfg.embed),
+            forward: ForwardConfig::lstm(cfg.hidden),
             ..Config::default()
         };
         let mut model = Model::<f32>::from_config(&config, cfg.vocab, cfg.batch, cfg.seq_len)

@@ -3,9 +3,12 @@
 
 Prepares the corpus with the reference protocol (``lstm_lm.Corpus``: tokenizer,
 train/test split, vocabulary; ``batchify`` of the training split into B
-streams; ``windows`` of T steps), builds ``LstmLm``, runs ``--warmup``
+streams; ``windows`` of T steps), builds the config's model (``LstmLm`` for the
+seed's one LSTM layer; ``RnnLm`` for ``[forward] kind = "gru" | "rnn_tanh"``,
+several ``layers``, ``dropout`` or a ``tied``, ``uniform`` or frozen
+``[embedding]``), runs ``--warmup``
 windows, then times ``--windows`` more, in order from the start of the
-training split with the (h, c) state carried and detached between windows
+training split with the recurrent state carried and detached between windows
 (restarting from a zero state if the split runs out):
 
 * ``train``: forward, cross-entropy, backward and an Adam step per window
@@ -49,7 +52,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from lstm_lm import Corpus, LstmLm, batchify, detach_hidden, windows  # noqa: E402
+from lstm_lm import Corpus, LstmLm, RnnLm, batchify, detach_hidden, windows  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -63,9 +66,17 @@ def load_config(spec: str) -> tuple[str, dict]:
     # Defaults are the seed configuration's, as in crates/pipeline/src/config.rs.
     train = c.get("train", {})
     opt = c.get("optimizer", {})
+    fwd = c.get("forward", {})
+    emb = c.get("embedding", {})
     sizes = {
-        "emb": c.get("embedding", {}).get("dim", 100),
-        "hidden": c.get("forward", {}).get("hidden", 128),
+        "emb": emb.get("dim", 100),
+        "hidden": fwd.get("hidden", 128),
+        "kind": fwd.get("kind", "lstm"),
+        "layers": fwd.get("layers", 1),
+        "dropout": fwd.get("dropout", 0.0),
+        "tied": emb.get("tied", False),
+        "init": emb.get("init", "normal"),
+        "freeze": emb.get("freeze", False),
         "batch": train.get("batch", 32),
         "bptt": train.get("bptt", 64),
         "vocab": c.get("vectorizer", {}).get("max_size", 10000),
@@ -104,8 +115,23 @@ def main() -> None:
     vocab = len(corpus.vocab)
     data = batchify(corpus.train_ids, c["batch"])
     del corpus
-    model = LstmLm(vocab, c["emb"], c["hidden"])
-    opt = torch.optim.Adam(model.parameters(), lr=c["lr"], betas=(0.9, 0.999), eps=1e-8)
+    extras = (c["layers"], c["dropout"], c["tied"], c["init"], c["freeze"]) != (1, 0.0, False, "normal", False)
+    if c["kind"] == "lstm" and not extras:
+        model = LstmLm(vocab, c["emb"], c["hidden"])
+    else:
+        model = RnnLm(
+            vocab,
+            c["emb"],
+            c["hidden"],
+            kind=c["kind"],
+            layers=c["layers"],
+            dropout=c["dropout"],
+            tied=c["tied"],
+            init=c["init"],
+            freeze=c["freeze"],
+        )
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=c["lr"], betas=(0.9, 0.999), eps=1e-8)
 
     if args.mode == "train":
         model.train()
@@ -166,6 +192,8 @@ def main() -> None:
                 "seconds": seconds,
                 "embed": c["emb"],
                 "hidden": c["hidden"],
+                "kind": c["kind"],
+                "layers": c["layers"],
                 "vocab": vocab,
                 "batch": batch,
                 "bptt": c["bptt"],

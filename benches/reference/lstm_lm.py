@@ -91,6 +91,78 @@ class LstmLm(nn.Module):
         return logits, hidden
 
 
+class RnnLm(nn.Module):
+    """Embedding -> ``layers`` recurrent layers of ``kind`` -> Linear, the models of the Stagewise
+    configs (``[forward] kind, hidden, layers, dropout``; ``[embedding] init, freeze, tied``).
+
+    ``kind`` is ``lstm`` (``nn.LSTM``), ``gru`` (``nn.GRU``) or ``rnn_tanh``
+    (``nn.RNN(nonlinearity="tanh")``); the recurrent module is named ``lstm``, ``gru`` or ``rnn``, so
+    the state_dict names are Stagewise's (``gru.weight_ih_l0``, ``rnn.bias_hh_l1``, ...).
+    Dropout is placed as in pytorch/examples' word_language_model: on the embedded input, between
+    layers (the module's own ``dropout``) and before the head. ``tied``: the head's weight is the
+    embedding table (``fc.weight`` is ``embedding.weight``); ``init="uniform"``: U(-0.1, 0.1)
+    for the table; ``freeze``: the table is not trained. With ``kind="lstm"``, one layer and none
+    of the extras this is ``LstmLm``.
+    """
+
+    MODULES = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "rnn"}
+
+    def __init__(
+        self,
+        vocab_size: int,
+        emb: int = 100,
+        hidden: int = 128,
+        kind: str = "lstm",
+        layers: int = 1,
+        dropout: float = 0.0,
+        tied: bool = False,
+        init: str = "normal",
+        freeze: bool = False,
+    ):
+        super().__init__()
+        if kind not in self.MODULES:
+            raise ValueError(f"unknown kind {kind!r}")
+        self.vocab_size = vocab_size
+        self.emb_size = emb
+        self.hidden_size = hidden
+        self.kind = kind
+        self.layers = layers
+        self.embedding = nn.Embedding(vocab_size, emb)
+        if init == "uniform":
+            nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.embedding.weight.requires_grad_(not freeze)
+        self.drop = nn.Dropout(dropout)
+        between = dropout if layers > 1 else 0.0
+        if kind == "lstm":
+            rnn = nn.LSTM(emb, hidden, num_layers=layers, dropout=between)
+        elif kind == "gru":
+            rnn = nn.GRU(emb, hidden, num_layers=layers, dropout=between)
+        else:
+            rnn = nn.RNN(emb, hidden, num_layers=layers, nonlinearity="tanh", dropout=between)
+        setattr(self, self.MODULES[kind], rnn)
+        self.fc = nn.Linear(hidden, vocab_size)
+        if tied:
+            if hidden != emb:
+                raise ValueError("tied needs hidden == emb")
+            self.fc.weight = self.embedding.weight
+
+    @property
+    def rnn_module(self) -> nn.Module:
+        return getattr(self, self.MODULES[self.kind])
+
+    def init_hidden(self, batch: int):
+        """Zero state: ``(h, c)`` for the LSTM, ``h`` otherwise, each ``[layers, B, H]``."""
+        p = self.fc.bias
+        z = torch.zeros(self.layers, batch, self.hidden_size, dtype=p.dtype, device=p.device)
+        return (z, z.clone()) if self.kind == "lstm" else z
+
+    def forward(self, x: torch.Tensor, hidden):
+        e = self.drop(self.embedding(x))
+        out, hidden = self.rnn_module(e, hidden)
+        logits = self.fc(self.drop(out))
+        return logits, hidden
+
+
 PARAM_NAMES = (
     "embedding.weight",
     "lstm.weight_ih_l0",
@@ -102,7 +174,10 @@ PARAM_NAMES = (
 )
 
 
-def detach_hidden(hidden: Hidden) -> Hidden:
+def detach_hidden(hidden):
+    """Detaches an LSTM's ``(h, c)`` or a GRU's / RNN's ``h``."""
+    if isinstance(hidden, torch.Tensor):
+        return hidden.detach()
     return (hidden[0].detach(), hidden[1].detach())
 
 

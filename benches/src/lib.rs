@@ -22,7 +22,7 @@ use criterion::Criterion;
 use stagewise_backward::ReverseSweep;
 use stagewise_core::{Ctx, Dims, Mode, Par, Stage, Tape, Tokens};
 use stagewise_embedding::TableEmbedding;
-use stagewise_forward::LstmForward;
+use stagewise_forward::RecurrentForward;
 use stagewise_loss::{CrossEntropy, LossInput, LossOutput};
 use stagewise_pipeline::Config;
 use stagewise_pipeline::data::{Batched, read_corpus};
@@ -246,7 +246,7 @@ impl Corpus {
 /// A model's tape for one configuration, prepared and warmed by one full training pass.
 ///
 /// Built by [`PreparedModel::new`]: the embedding ([`TableEmbedding`], op `"embedding"`) and
-/// forward ([`LstmForward`], ops `"lstm"` and `"fc"`) stages are prepared on a fresh tape (seed 0
+/// forward ([`RecurrentForward`], ops `"lstm"` and `"fc"`) stages are prepared on a fresh tape (seed 0
 /// initialisation, like the pipeline); then one window of real ids is embedded, run forward,
 /// scored by [`CrossEntropy`] and swept back by [`ReverseSweep`], all sequentially. Afterwards
 ///
@@ -266,7 +266,7 @@ pub struct PreparedModel {
     /// The embed stage.
     pub embedding: TableEmbedding<f32>,
     /// The forward stage (LSTM + the `fc` head).
-    pub forward: LstmForward<f32>,
+    pub forward: RecurrentForward<f32>,
     /// The window's input ids, `B * T`, time-major.
     pub inputs: Vec<u32>,
     /// The window's target ids, `B * T`, time-major.
@@ -284,7 +284,7 @@ impl PreparedModel {
         let mut tape = Tape::<f32>::new(cfg.batch, cfg.seq_len);
         let mut embedding = TableEmbedding::new(cfg.embed, 0);
         embedding.prepare(&dims, &mut tape).expect("preparing the embedding");
-        let mut forward = LstmForward::new(cfg.hidden, 0).expect("hidden > 0");
+        let mut forward = RecurrentForward::lstm(cfg.hidden, 0).expect("hidden > 0");
         forward.prepare(&dims, &mut tape).expect("preparing the forward stage");
         tape.finish();
         dims.params = tape.params.layout().total();

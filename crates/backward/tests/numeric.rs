@@ -4,7 +4,7 @@
 
 use stagewise_backward::{BackwardConfig, NumericSweep, ReverseSweep};
 use stagewise_core::{Ctx, Dims, Par, Rng, SlotId, Stage, Tape};
-use stagewise_forward::{LstmForward, LstmSlots};
+use stagewise_forward::{LstmSlots, RecurrentForward};
 
 /// A tape holding a stand-in for the embedding's output (`[T·B, E]`), an LSTM of `hidden` units
 /// and the head to `vocab` scores, run forwards once from a random non-zero state, with a random
@@ -17,12 +17,12 @@ fn model(
     hidden: usize,
     batch: usize,
     steps: usize,
-) -> (Tape<f64>, LstmForward<f64>, SlotId, Dims) {
+) -> (Tape<f64>, RecurrentForward<f64>, SlotId, Dims) {
     let mut dims = Dims { vocab, batch, seq_len: steps, params: 0 };
     let mut tape = Tape::new(batch, steps);
     let x = tape.acts.declare_rows("embedding.out", embed, true).expect("input slot");
     tape.set_output(x);
-    let mut forward = LstmForward::new(hidden, seed).expect("stage");
+    let mut forward = RecurrentForward::lstm(hidden, seed).expect("stage");
     forward.prepare(&dims, &mut tape).expect("prepare");
     tape.finish();
     dims.params = tape.params.layout().total();

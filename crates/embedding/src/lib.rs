@@ -4,8 +4,10 @@
 //! - [`Embedding`]: the box's contract, a [`Stage`] that reads a window of ids and writes the
 //!   tape's embedding slot.
 //! - [`TableEmbedding`] (`kind = "table"`): a `V x E` lookup table named `embedding.weight`,
-//!   initialised N(0, 1) like PyTorch's `nn.Embedding`. Its op, [`GatherOp`], copies rows forward
-//!   and scatter-adds gradients backward, touching only the rows that occurred.
+//!   initialised N(0, 1) like PyTorch's `nn.Embedding` (or U(−0.1, 0.1), the word-language-model's
+//!   `init_weights`: [`EmbeddingInit`]), optionally frozen. Its op, [`GatherOp`], copies rows
+//!   forward and scatter-adds gradients backward, touching only the rows that occurred. A forward
+//!   box may use the same table as its head's weight (`tied`).
 //! - [`EmbeddingConfig`] / [`EmbeddingImpl`]: the config-file face (a TOML table with `kind`) and
 //!   the run-time enum it builds.
 //!
@@ -60,8 +62,13 @@ impl<T: Float> Op<T> for GatherOp {
     }
 
     /// Scatter-add in position order (deterministic at any thread count): only rows that
-    /// occurred in the window are touched.
-    fn vjp(&self, _params: &Params<T>, acts: &mut Activations<T>, grads: &mut Grads<T>, _par: Par) {
+    /// occurred in the window are touched. Accumulates (`+=`), so a head tied to the table adds
+    /// its share to the same gradient; a frozen table (not trainable) gets nothing, as PyTorch's
+    /// `requires_grad = False`.
+    fn vjp(&self, params: &Params<T>, acts: &mut Activations<T>, grads: &mut Grads<T>, _par: Par) {
+        if !params.layout().trainable(self.weight) {
+            return;
+        }
         let rows = acts.rows();
         let e = self.dim;
         let dw = grads.get_mut(self.weight);
@@ -75,20 +82,56 @@ impl<T: Float> Op<T> for GatherOp {
     }
 }
 
-/// A `V x E` lookup table, PyTorch's `nn.Embedding` (`embedding.weight`, N(0, 1) init).
+/// How the table is initialised.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingInit {
+    /// N(0, 1), `nn.Embedding`'s default.
+    #[default]
+    Normal,
+    /// U(−0.1, 0.1), PyTorch's word-language-model's `init_weights` (the usual choice with a head
+    /// tied to the table, whose logits N(0, 1) rows would make large).
+    Uniform,
+}
+
+/// A `V x E` lookup table, PyTorch's `nn.Embedding` (`embedding.weight`).
 #[derive(Clone, Debug)]
 pub struct TableEmbedding<T> {
     dim: usize,
     seed: u64,
+    init: EmbeddingInit,
+    freeze: bool,
     vocab: usize,
     ops: std::ops::Range<usize>,
     _float: std::marker::PhantomData<T>,
 }
 
 impl<T: Float> TableEmbedding<T> {
-    /// A table of width `dim`, initialised from the stream `"embedding"` of run seed `seed`.
+    /// A trainable table of width `dim`, initialised N(0, 1) from the stream `"embedding"` of run
+    /// seed `seed`.
     pub fn new(dim: usize, seed: u64) -> Self {
-        TableEmbedding { dim, seed, vocab: 0, ops: 0..0, _float: std::marker::PhantomData }
+        TableEmbedding {
+            dim,
+            seed,
+            init: EmbeddingInit::Normal,
+            freeze: false,
+            vocab: 0,
+            ops: 0..0,
+            _float: std::marker::PhantomData,
+        }
+    }
+
+    /// The same table initialised by `init`.
+    pub fn with_init(self, init: EmbeddingInit) -> Self {
+        TableEmbedding { init, ..self }
+    }
+
+    /// The same table, frozen if `freeze`: marked untrainable when prepared, so optimizers leave
+    /// it as initialised (or as loaded) and the gather's VJP skips it.
+    pub fn with_freeze(self, freeze: bool) -> Self {
+        TableEmbedding { freeze, ..self }
     }
 
     /// Width E.
@@ -116,7 +159,13 @@ impl<T: Float> Stage for TableEmbedding<T> {
         let weight = tape.params.declare("embedding.weight", &[dims.vocab, self.dim])?;
         let mut rng = Rng::stream(self.seed, "embedding");
         for x in tape.params.get_mut(weight) {
-            *x = T::from_f64(rng.normal());
+            *x = T::from_f64(match self.init {
+                EmbeddingInit::Normal => rng.normal(),
+                EmbeddingInit::Uniform => rng.uniform_in(-0.1, 0.1),
+            });
+        }
+        if self.freeze {
+            tape.params.set_trainable(weight, false);
         }
         let out = tape.acts.declare_rows("embedding.out", self.dim, true)?;
         let index = tape.push(Box::new(GatherOp { weight, out, dim: self.dim }));
@@ -142,7 +191,18 @@ impl<T: Float> Stage for TableEmbedding<T> {
     }
 }
 
-/// The embed box as a config-file table: `[embedding] kind = "table"  dim = 100`.
+/// The embed box as a config-file table:
+///
+/// ```toml
+/// kind = "table"
+/// dim = 100
+/// init = "normal"   # or "uniform"
+/// freeze = false
+/// tied = false
+/// ```
+///
+/// `tied` is read by the forward box (its head's weight is then this table, and its hidden width
+/// must equal `dim`); the table itself is the same either way.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmbeddingConfig {
@@ -153,6 +213,15 @@ pub enum EmbeddingConfig {
         /// Width E (the seed uses 100).
         #[serde(default = "default_dim")]
         dim: usize,
+        /// N(0, 1) (`normal`, the default) or U(−0.1, 0.1) (`uniform`).
+        #[serde(default)]
+        init: EmbeddingInit,
+        /// Whether the table stays as initialised (not trained).
+        #[serde(default)]
+        freeze: bool,
+        /// Whether the forward box's head uses the table as its weight.
+        #[serde(default)]
+        tied: bool,
     },
 }
 
@@ -162,22 +231,36 @@ fn default_dim() -> usize {
 
 impl Default for EmbeddingConfig {
     fn default() -> Self {
-        EmbeddingConfig::Table { dim: default_dim() }
+        EmbeddingConfig::table(default_dim())
     }
 }
 
 impl EmbeddingConfig {
+    /// A trainable, untied table of width `dim`, initialised N(0, 1) (the seed's, at 100).
+    pub fn table(dim: usize) -> Self {
+        EmbeddingConfig::Table { dim, init: EmbeddingInit::Normal, freeze: false, tied: false }
+    }
+
     /// Width E of the vectors this stage produces.
     pub fn dim(&self) -> usize {
         match self {
-            EmbeddingConfig::Table { dim } => *dim,
+            EmbeddingConfig::Table { dim, .. } => *dim,
+        }
+    }
+
+    /// Whether the forward box's head is tied to the table.
+    pub fn tied(&self) -> bool {
+        match self {
+            EmbeddingConfig::Table { tied, .. } => *tied,
         }
     }
 
     /// Builds the stage, seeded from the run seed.
     pub fn build<T: Float>(&self, seed: u64) -> EmbeddingImpl<T> {
-        match self {
-            EmbeddingConfig::Table { dim } => EmbeddingImpl::Table(TableEmbedding::new(*dim, seed)),
+        match *self {
+            EmbeddingConfig::Table { dim, init, freeze, .. } => {
+                EmbeddingImpl::Table(TableEmbedding::new(dim, seed).with_init(init).with_freeze(freeze))
+            }
         }
     }
 }
@@ -274,8 +357,61 @@ mod tests {
     #[test]
     fn config_rejects_unknown_keys_and_kinds() {
         let ok: EmbeddingConfig = serde_json::from_str(r#"{"kind":"table","dim":7}"#).unwrap();
-        assert_eq!(ok.dim(), 7);
+        assert_eq!(ok, EmbeddingConfig::table(7));
+        assert_eq!((ok.dim(), ok.tied()), (7, false));
         assert!(serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"table","dims":7}"#).is_err());
         assert!(serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"word2vec"}"#).is_err());
+        let all: EmbeddingConfig =
+            serde_json::from_str(r#"{"kind":"table","dim":7,"init":"uniform","freeze":true,"tied":true}"#)
+                .unwrap();
+        assert_eq!(
+            all,
+            EmbeddingConfig::Table { dim: 7, init: EmbeddingInit::Uniform, freeze: true, tied: true }
+        );
+        assert!(all.tied());
+        let err = serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"table","init":"xavier"}"#).unwrap_err();
+        assert!(err.to_string().contains("xavier"), "{err}");
+    }
+
+    /// `uniform` draws U(−0.1, 0.1), the word-language-model's `init_weights`.
+    #[test]
+    fn uniform_init_is_within_a_tenth() {
+        let dims = Dims { vocab: 500, batch: 1, seq_len: 1, params: 0 };
+        let mut tape = Tape::<f64>::new(1, 1);
+        let mut table = TableEmbedding::<f64>::new(100, 3).with_init(EmbeddingInit::Uniform);
+        table.prepare(&dims, &mut tape).unwrap();
+        let w = tape.params.as_slice();
+        assert!(w.iter().all(|x| x.abs() < 0.1));
+        let mean_sq = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+        assert!((mean_sq - 0.01 / 3.0).abs() < 2e-4, "{mean_sq}");
+    }
+
+    /// `freeze` marks the table untrainable (optimizers skip it), and the gather then leaves its
+    /// gradient alone; the config's face builds the same.
+    #[test]
+    fn freeze_marks_the_table_untrainable() {
+        let dims = Dims { vocab: 9, batch: 2, seq_len: 2, params: 0 };
+        for (stage, frozen) in [
+            (EmbeddingConfig::table(3).build::<f64>(0), false),
+            (
+                EmbeddingConfig::Table { dim: 3, init: EmbeddingInit::Normal, freeze: true, tied: false }
+                    .build(0),
+                true,
+            ),
+        ] {
+            let mut stage = stage;
+            let mut tape = Tape::<f64>::new(2, 2);
+            stage.prepare(&dims, &mut tape).unwrap();
+            tape.finish();
+            let id = tape.params.layout().find("embedding.weight").unwrap();
+            assert_eq!(tape.params.layout().trainable(id), !frozen);
+            stage.run(&[1, 2, 3, 1], &mut tape, &Ctx::seq()).unwrap();
+            let out = tape.output().unwrap();
+            tape.acts.slot_mut(out).grad.fill(1.0);
+            let (ops, params, acts, grads) = tape.sweep_parts();
+            ops[0].vjp(params, acts, grads, Par::Seq);
+            let touched = tape.grads.as_slice().iter().any(|&g| g != 0.0);
+            assert_eq!(touched, !frozen);
+        }
     }
 }

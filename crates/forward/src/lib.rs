@@ -11,16 +11,24 @@
 //! `run` replays those ops. The backward stage later walks the same ops in reverse, so this crate
 //! never sees the backward stage and vice versa.
 //!
-//! - [`LstmOp`]: one LSTM layer over the whole window (PyTorch's `nn.LSTM` semantics, names and
-//!   layouts, gate order i, f, g, o), forward and VJP side by side, carrying `(h, c)` between
-//!   windows detached (truncated BPTT) through [`Op::end_window`](stagewise_core::Op::end_window).
-//! - [`LinearOp`]: the head `fc` (`y = x·Wᵀ + b`), one GEMM over every row.
-//! - [`LstmForward`]: the built-in stage (name `"lstm"`) composing the two.
+//! - [`LstmOp`], [`GruOp`], [`RnnTanhOp`]: one recurrent layer over the whole window each
+//!   (PyTorch's `nn.LSTM`, `nn.GRU`, `nn.RNN(nonlinearity="tanh")` semantics, names and layouts),
+//!   forward and VJP side by side, carrying the state between windows detached (truncated BPTT)
+//!   through [`Op::end_window`](stagewise_core::Op::end_window). Each is a recurrence the tape can
+//!   overlap with the head ([`StepOp`](stagewise_core::StepOp)).
+//! - [`LinearOp`]: the head `fc` (`y = x·Wᵀ + b`), one GEMM over every row; its weight may be the
+//!   embedding table ([`LinearOp::declare_tied`]).
+//! - [`DropoutOp`], [`DropoutAfter`]: dropout of the embedded input and of a layer's output, with
+//!   masks the stage fills for the mode (see the `dropout` module).
+//! - [`RecurrentForward`]: the built-in stage (names `"lstm"`, `"gru"`, `"rnn_tanh"`) stacking
+//!   layers of one kind, with dropout, and the head.
 //! - [`Forward`]: the box's compile-time contract, for a user's own stage type.
 //! - [`ForwardConfig`] / [`ForwardImpl`]: the run-time face, chosen by a TOML table
-//!   `kind = "lstm"`, `hidden = 128`.
-//! - [`lstm_forward_naive`], [`lstm_cell_naive`], [`linear_forward_naive`]: plain-loop references
-//!   the fast kernels are tested against (llm.c keeps `matmul_forward_naive` beside the fast one).
+//!   `kind = "lstm"`, `hidden = 128`, `layers = 1`, `dropout = 0.0`.
+//! - [`lstm_forward_naive`], [`gru_forward_naive`], [`rnn_tanh_forward_naive`], the cells
+//!   [`lstm_cell_naive`], [`gru_cell_naive`], [`rnn_tanh_cell_naive`], and
+//!   [`linear_forward_naive`]: plain-loop references the fast kernels are tested against (llm.c
+//!   keeps `matmul_forward_naive` beside the fast one).
 //!
 //! Data layout (fixed by `stagewise-core`): rows are time-major, row `t·B + b` is step `t` of
 //! stream `b`; weights are `(out, in)` row-major and enter faer GEMMs through free transposes.
@@ -28,25 +36,33 @@
 //! prepare time; element-wise work is plain slice loops; `forward`/`vjp` allocate nothing.
 
 mod cache;
+mod dropout;
+mod gru;
 mod linear;
 mod lstm;
 mod lstm_cell;
+mod recurrent;
+mod rnn;
 mod stage;
 
+pub use dropout::{DropoutAfter, DropoutOp, RecurrentOp, fill_mask, window_rng};
+pub use gru::{GRU_PREFIX, GruOp, GruSlots, GruWeights, gru_cell_naive, gru_forward_naive};
 pub use linear::{LinearOp, linear_forward_naive};
 pub use lstm::{
     LSTM_PREFIX, LstmOp, LstmParams, LstmSlots, LstmWeights, lstm_cell_naive, lstm_forward_naive,
 };
-pub use stage::{FC_PREFIX, LstmForward};
+pub use recurrent::{RecurrentKind, RecurrentParams, RecurrentWeights};
+pub use rnn::{RNN_PREFIX, RnnSlots, RnnTanhOp, RnnWeights, rnn_tanh_cell_naive, rnn_tanh_forward_naive};
+pub use stage::{EMBEDDING_WEIGHT, FC_PREFIX, Layer, RecurrentForward, RecurrentSpec};
 
-use stagewise_core::{Error, Float, Result, Stage, Tape};
+use stagewise_core::{Float, Result, Stage, Tape};
 
 /// The forward box's contract: a stage that reads nothing but the tape (the embedding's output
 /// slot, found with [`Tape::output`] at prepare time), appends its ops and leaves its logits slot
 /// as the tape's output.
 ///
 /// Any [`Stage`] with these input and output types is a `Forward` (blanket impl, like the other
-/// boxes), so your own type drops into the pipeline in place of [`LstmForward`].
+/// boxes), so your own type drops into the pipeline in place of [`RecurrentForward`].
 pub trait Forward<T: Float>: for<'a> Stage<Input<'a> = (), Output = Tape<T>> {}
 
 impl<T: Float, S> Forward<T> for S where S: for<'a> Stage<Input<'a> = (), Output = Tape<T>> {}
@@ -58,49 +74,134 @@ fn default_hidden() -> usize {
     DEFAULT_HIDDEN
 }
 
+fn default_layers() -> usize {
+    1
+}
+
 /// The forward box as chosen in a config file, e.g.
 ///
 /// ```toml
-/// kind = "lstm"
+/// kind = "gru"      # or "lstm", "rnn_tanh"
 /// hidden = 128
+/// layers = 1
+/// dropout = 0.0
 /// ```
 ///
-/// Tagged by `kind` and strict about unknown keys, so a typo is an error naming the key.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// Tagged by `kind` and strict about unknown keys, so a typo is an error naming the key. Every
+/// kind has the same keys: a stack of `layers` recurrent layers of `hidden` units (PyTorch's
+/// `nn.LSTM`, `nn.GRU`, `nn.RNN(nonlinearity="tanh")`) and the Linear head, with dropout `dropout`
+/// as PyTorch's word-language-model places it (on the embedded input, between layers, before the
+/// head; training only).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ForwardConfig {
-    /// One LSTM layer followed by a Linear head.
+    /// LSTM layers followed by a Linear head.
     Lstm {
         /// Hidden width H (default 128).
         #[serde(default = "default_hidden")]
         hidden: usize,
+        /// Stacked layers (default 1).
+        #[serde(default = "default_layers")]
+        layers: usize,
+        /// Dropout probability in `[0, 1)` (default 0: none).
+        #[serde(default)]
+        dropout: f64,
+    },
+    /// GRU layers followed by a Linear head.
+    Gru {
+        /// Hidden width H (default 128).
+        #[serde(default = "default_hidden")]
+        hidden: usize,
+        /// Stacked layers (default 1).
+        #[serde(default = "default_layers")]
+        layers: usize,
+        /// Dropout probability in `[0, 1)` (default 0: none).
+        #[serde(default)]
+        dropout: f64,
+    },
+    /// Elman RNN (`tanh`) layers followed by a Linear head.
+    RnnTanh {
+        /// Hidden width H (default 128).
+        #[serde(default = "default_hidden")]
+        hidden: usize,
+        /// Stacked layers (default 1).
+        #[serde(default = "default_layers")]
+        layers: usize,
+        /// Dropout probability in `[0, 1)` (default 0: none).
+        #[serde(default)]
+        dropout: f64,
     },
 }
 
 impl Default for ForwardConfig {
     fn default() -> Self {
-        ForwardConfig::Lstm { hidden: DEFAULT_HIDDEN }
+        ForwardConfig::lstm(DEFAULT_HIDDEN)
     }
 }
 
 impl ForwardConfig {
-    /// Checks values serde cannot (a zero width), naming the offending field.
-    pub fn validate(&self) -> Result<()> {
-        match *self {
-            ForwardConfig::Lstm { hidden } => {
-                if hidden == 0 {
-                    return Err(Error::config("forward.hidden", "must be at least 1"));
-                }
-            }
+    /// `kind` with `hidden` units, one layer, no dropout: the shape of the seed configuration.
+    pub fn new(kind: RecurrentKind, hidden: usize) -> Self {
+        Self::with(kind, hidden, 1, 0.0)
+    }
+
+    /// One LSTM layer of `hidden` units, no dropout (the seed configuration at `hidden = 128`).
+    pub fn lstm(hidden: usize) -> Self {
+        Self::new(RecurrentKind::Lstm, hidden)
+    }
+
+    /// Every setting at once.
+    pub fn with(kind: RecurrentKind, hidden: usize, layers: usize, dropout: f64) -> Self {
+        match kind {
+            RecurrentKind::Lstm => ForwardConfig::Lstm { hidden, layers, dropout },
+            RecurrentKind::Gru => ForwardConfig::Gru { hidden, layers, dropout },
+            RecurrentKind::RnnTanh => ForwardConfig::RnnTanh { hidden, layers, dropout },
         }
-        Ok(())
+    }
+
+    /// The recurrent cell the config names.
+    pub fn kind(&self) -> RecurrentKind {
+        match self {
+            ForwardConfig::Lstm { .. } => RecurrentKind::Lstm,
+            ForwardConfig::Gru { .. } => RecurrentKind::Gru,
+            ForwardConfig::RnnTanh { .. } => RecurrentKind::RnnTanh,
+        }
+    }
+
+    /// `(hidden, layers, dropout)`, the same keys for every kind.
+    fn settings(&self) -> (usize, usize, f64) {
+        match *self {
+            ForwardConfig::Lstm { hidden, layers, dropout }
+            | ForwardConfig::Gru { hidden, layers, dropout }
+            | ForwardConfig::RnnTanh { hidden, layers, dropout } => (hidden, layers, dropout),
+        }
     }
 
     /// The hidden width the chosen model uses.
     pub fn hidden(&self) -> usize {
-        match *self {
-            ForwardConfig::Lstm { hidden } => hidden,
-        }
+        self.settings().0
+    }
+
+    /// Stacked recurrent layers.
+    pub fn layers(&self) -> usize {
+        self.settings().1
+    }
+
+    /// Dropout probability (training only).
+    pub fn dropout(&self) -> f64 {
+        self.settings().2
+    }
+
+    /// What the stage builds, with the head tied to the embedding table if `tied`.
+    pub fn spec(&self, tied: bool) -> RecurrentSpec {
+        let (hidden, layers, dropout) = self.settings();
+        RecurrentSpec { kind: self.kind(), hidden, layers, dropout, tied }
+    }
+
+    /// Checks values serde cannot (a zero width or layer count, a dropout outside `[0, 1)`),
+    /// naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        self.spec(false).validate()
     }
 }
 
@@ -108,19 +209,18 @@ impl ForwardConfig {
 /// [`ForwardConfig`] and the run seed.
 #[derive(Debug)]
 pub enum ForwardImpl<T> {
-    /// [`LstmForward`].
-    Lstm(LstmForward<T>),
+    /// [`RecurrentForward`]: LSTM, GRU or Elman RNN layers and the head.
+    Recurrent(RecurrentForward<T>),
 }
 
 impl<T: Float> ForwardImpl<T> {
-    /// Builds the stage `config` names, drawing its parameters from `seed`'s streams.
-    pub fn from_config(config: &ForwardConfig, seed: u64) -> Result<Self> {
+    /// Builds the stage `config` names, drawing its parameters from `seed`'s streams; `tied` (the
+    /// embedding's `tied` key) makes the head's weight the embedding table.
+    pub fn from_config(config: &ForwardConfig, tied: bool, seed: u64) -> Result<Self> {
         config.validate()?;
-        match *config {
-            ForwardConfig::Lstm { hidden } => Ok(ForwardImpl::Lstm(LstmForward::new(hidden, seed)?)),
-        }
+        Ok(ForwardImpl::Recurrent(RecurrentForward::new(config.spec(tied), seed)?))
     }
 }
 
-stagewise_core::delegate_stage!(impl[T: Float] Stage for ForwardImpl<T> { Lstm }
+stagewise_core::delegate_stage!(impl[T: Float] Stage for ForwardImpl<T> { Recurrent }
     input<'a> = (); output = Tape<T>;);

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 use stagewise_kernels::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
 use stagewise_kernels::packed::{self, gemm_packed, pack_lhs, pack_transposed_rhs};
-use stagewise_kernels::rows::{add_to_rows, add_transposed, copy_transposed};
+use stagewise_kernels::rows::{add_column_sums, add_to_rows, add_transposed, copy_transposed};
 
 use crate::cache::FilledAt;
 use std::ops::Range;
@@ -108,6 +108,43 @@ impl LinearOp {
         out: usize,
         seed: u64,
     ) -> Result<Self> {
+        Self::declare_with(tape, prefix, input, out, None, seed)
+    }
+
+    /// Like [`LinearOp::declare`], but the weight is an existing `[out, in]` tensor of the
+    /// model — the embedding table, for a head tied to it (Press & Wolf 2016; the PyTorch
+    /// word-language-model's `--tied`): only `{prefix}.bias` is declared (U(−1/√in, 1/√in) from
+    /// `Rng::stream(seed, prefix)`), and the VJP accumulates into the shared weight's gradient,
+    /// beside its other users. Fails, naming `embedding.tied`, if `weight` is not `[out, in]`.
+    pub fn declare_tied<T: Float>(
+        tape: &mut Tape<T>,
+        prefix: &str,
+        input: SlotId,
+        weight: ParamId,
+        seed: u64,
+    ) -> Result<Self> {
+        let shape = tape.params.layout().entry(weight).shape.clone();
+        let (inp, name) = (tape.acts.slot(input).width, tape.params.layout().entry(weight).name.clone());
+        let out = match shape[..] {
+            [out, w_in] if w_in == inp => out,
+            _ => {
+                return Err(Error::config(
+                    "embedding.tied",
+                    format!("the head's weight {name} is {shape:?}, but its input is {inp} wide"),
+                ));
+            }
+        };
+        Self::declare_with(tape, prefix, input, out, Some(weight), seed)
+    }
+
+    fn declare_with<T: Float>(
+        tape: &mut Tape<T>,
+        prefix: &str,
+        input: SlotId,
+        out: usize,
+        tied: Option<ParamId>,
+        seed: u64,
+    ) -> Result<Self> {
         let inp = tape.acts.slot(input).width;
         if inp == 0 {
             let name = tape.acts.slot(input).name.clone();
@@ -120,11 +157,15 @@ impl LinearOp {
         if out == 0 {
             return Err(Error::shape(format!("{prefix} output width"), "at least 1", 0));
         }
-        let weight = tape.params.declare(&format!("{prefix}.weight"), &[out, inp])?;
+        let weight = match tied {
+            Some(weight) => weight,
+            None => tape.params.declare(&format!("{prefix}.weight"), &[out, inp])?,
+        };
         let bias = tape.params.declare(&format!("{prefix}.bias"), &[out])?;
         let mut rng = Rng::stream(seed, prefix);
         let bound = 1.0 / (inp as f64).sqrt();
-        for id in [weight, bias] {
+        let own = if tied.is_some() { vec![bias] } else { vec![weight, bias] };
+        for id in own {
             for v in tape.params.get_mut(id) {
                 *v = T::from_f64(rng.uniform_in(-bound, bound));
             }
@@ -370,20 +411,27 @@ impl<T: Float> Op<T> for LinearOp {
         let (inp, out) = (self.inp, self.out);
         let [x, y, x1_t, grad_t] = acts.slots_mut([self.input, self.output, self.input_t, self.grad_t]);
         let dy = &y.grad[..n * out];
-        // [X | 1]ᵀ `[in + 1, N]`: the input transposed, then a row of ones.
-        let (x_t, ones) = x1_t.value[..(inp + 1) * n].split_at_mut(inp * n);
-        copy_transposed(x_t, &x.value[..n * inp], inp, n, par);
-        ones.fill(T::from_f64(1.0));
-        // [dW | db]ᵀ = [X | 1]ᵀ·dY  ([in + 1, N]×[N, out]), then added into the gradients.
         let grad_t = &mut grad_t.value;
-        gemm_in_column_blocks(
-            mat_mut(grad_t, inp + 1, out),
-            false,
-            mat(&x1_t.value, inp + 1, n),
-            mat(dy, n, out),
-            par,
-        );
-        add_transposed(grads.get_mut(self.weight), &grad_t[..inp * out], out, inp, par);
+        if params.layout().trainable(self.weight) {
+            // [X | 1]ᵀ `[in + 1, N]`: the input transposed, then a row of ones.
+            let (x_t, ones) = x1_t.value[..(inp + 1) * n].split_at_mut(inp * n);
+            copy_transposed(x_t, &x.value[..n * inp], inp, n, par);
+            ones.fill(T::from_f64(1.0));
+            // [dW | db]ᵀ = [X | 1]ᵀ·dY  ([in + 1, N]×[N, out]), then added into the gradients.
+            gemm_in_column_blocks(
+                mat_mut(grad_t, inp + 1, out),
+                false,
+                mat(&x1_t.value, inp + 1, n),
+                mat(dy, n, out),
+                par,
+            );
+            add_transposed(grads.get_mut(self.weight), &grad_t[..inp * out], out, inp, par);
+        } else {
+            // A frozen weight (a tied, frozen embedding table) gets no gradient, as PyTorch's
+            // `requires_grad = False`: only the bias's, Σ_rows dY.
+            grad_t[inp * out..(inp + 1) * out].fill(T::from_f64(0.0));
+            add_column_sums(&mut grad_t[inp * out..(inp + 1) * out], dy, n, par);
+        }
         for (db, g) in grads.get_mut(self.bias).iter_mut().zip(&grad_t[inp * out..]) {
             *db += *g;
         }

@@ -15,36 +15,26 @@
 
 use crate::cache::FilledAt;
 use crate::lstm_cell::{BackwardPart, BackwardShared, ForwardPart, ForwardShared, run_split, unit_parts};
+use crate::recurrent::{
+    LayerSizes, RecurrentKind, RecurrentParams, RecurrentWeights, WeightGrads, declare_params, layer_name,
+    prev_and_cur,
+};
 use std::ops::Range;
 
 use stagewise_core::{
-    Activations, Error, Float, Grads, Op, Par, ParamId, Params, Pieces, Result, Rng, SlotId, StepOp, Tape,
+    Activations, Error, Float, Grads, Op, Par, Params, Pieces, Result, Rng, SlotId, StepOp, Tape,
     checked_size, run_steps_whole,
 };
-use stagewise_kernels::matrix::{gemm, gemm_in_column_blocks, mat, mat_mut};
-use stagewise_kernels::rows::{add_column_sums, add_transposed, copy_transposed};
+use stagewise_kernels::matrix::{gemm, mat, mat_mut};
+use stagewise_kernels::rows::copy_transposed;
 use stagewise_kernels::tuning::RECURRENCE_COST_FACTOR;
 
 /// PyTorch's name prefix of the layer; parameter names and slot names start with it.
 pub const LSTM_PREFIX: &str = "lstm";
 
-/// The parameters of an LSTM layer borrowed as plain slices, PyTorch layout, for the naive
-/// reference functions (which must not depend on the tape, so they can check it).
-#[derive(Clone, Copy, Debug)]
-pub struct LstmWeights<'a, T> {
-    /// `weight_ih_l0`, shape `[4H, E]` row-major, gate blocks in order i, f, g, o.
-    pub w_ih: &'a [T],
-    /// `weight_hh_l0`, shape `[4H, H]` row-major.
-    pub w_hh: &'a [T],
-    /// `bias_ih_l0`, shape `[4H]`.
-    pub b_ih: &'a [T],
-    /// `bias_hh_l0`, shape `[4H]`.
-    pub b_hh: &'a [T],
-    /// Input width E.
-    pub embed: usize,
-    /// Hidden width H.
-    pub hidden: usize,
-}
+/// The parameters of an LSTM layer borrowed as plain slices (`[4H, ·]`, gate blocks i, f, g, o),
+/// for the naive reference functions.
+pub type LstmWeights<'a, T> = RecurrentWeights<'a, T>;
 
 /// One LSTM step for one stream, in plain loops: the algorithmic reference for the fast kernel.
 ///
@@ -112,19 +102,11 @@ pub fn lstm_forward_naive<T: Float>(
     }
 }
 
-/// The [`ParamId`]s of an LSTM layer, so callers can read or overwrite its weights (e.g. load
-/// PyTorch's) without looking names up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LstmParams {
-    /// `lstm.weight_ih_l0`, `[4H, E]`.
-    pub w_ih: ParamId,
-    /// `lstm.weight_hh_l0`, `[4H, H]`.
-    pub w_hh: ParamId,
-    /// `lstm.bias_ih_l0`, `[4H]`.
-    pub b_ih: ParamId,
-    /// `lstm.bias_hh_l0`, `[4H]`.
-    pub b_hh: ParamId,
-}
+/// The [`ParamId`]s of an LSTM layer (`lstm.weight_ih_l{k}`, `lstm.weight_hh_l{k}`,
+/// `lstm.bias_ih_l{k}`, `lstm.bias_hh_l{k}`; `[4H, ·]`).
+/// The [`ParamId`](stagewise_core::ParamId)s of an LSTM layer (`lstm.weight_ih_l{k}`,
+/// `lstm.weight_hh_l{k}`, `lstm.bias_ih_l{k}`, `lstm.bias_hh_l{k}`, all `[4H, ·]`).
+pub type LstmParams = RecurrentParams;
 
 /// The activation buffers of an LSTM layer, declared once on the tape.
 ///
@@ -168,6 +150,8 @@ pub struct LstmSlots {
 /// Holds only sizes and handles; every buffer lives in the tape, so a cycle allocates nothing.
 #[derive(Clone, Debug)]
 pub struct LstmOp {
+    /// `lstm` for the first layer, `lstm_l{k}` after it: the op's name and its slots' prefix.
+    name: String,
     embed: usize,
     hidden: usize,
     batch: usize,
@@ -185,6 +169,19 @@ impl LstmOp {
     ///
     /// `input` must be a row slot (width E > 0). Fails on a zero `hidden` or a flat input.
     pub fn declare<T: Float>(tape: &mut Tape<T>, input: SlotId, hidden: usize, seed: u64) -> Result<Self> {
+        Self::declare_layer(tape, input, hidden, 0, &mut Rng::stream(seed, LSTM_PREFIX))
+    }
+
+    /// Declares layer `layer` of a stack (`lstm.weight_ih_l{layer}`, ...; slots `lstm_l{layer}.*`
+    /// after the first), reading `input` (the embedding, or the layer below), its parameters drawn
+    /// from `rng`, which the caller threads through the layers in order as PyTorch does.
+    pub fn declare_layer<T: Float>(
+        tape: &mut Tape<T>,
+        input: SlotId,
+        hidden: usize,
+        layer: usize,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         let embed = tape.acts.slot(input).width;
         if embed == 0 {
             let name = tape.acts.slot(input).name.clone();
@@ -198,37 +195,27 @@ impl LstmOp {
             return Err(Error::config("hidden", "must be at least 1"));
         }
         let h4 = checked_size("lstm gates", &[4, hidden])?;
-        let params = LstmParams {
-            w_ih: tape.params.declare("lstm.weight_ih_l0", &[h4, embed])?,
-            w_hh: tape.params.declare("lstm.weight_hh_l0", &[h4, hidden])?,
-            b_ih: tape.params.declare("lstm.bias_ih_l0", &[h4])?,
-            b_hh: tape.params.declare("lstm.bias_hh_l0", &[h4])?,
-        };
-        let mut rng = Rng::stream(seed, LSTM_PREFIX);
-        let bound = 1.0 / (hidden as f64).sqrt();
-        for id in [params.w_ih, params.w_hh, params.b_ih, params.b_hh] {
-            for v in tape.params.get_mut(id) {
-                *v = T::from_f64(rng.uniform_in(-bound, bound));
-            }
-        }
+        let params = declare_params(tape, RecurrentKind::Lstm, layer, embed, hidden, rng)?;
+        let name = layer_name(LSTM_PREFIX, layer);
         let batch = tape.acts.batch();
         let acts = &mut tape.acts;
+        let slot = |what: &str| format!("{name}.{what}");
         let slots = LstmSlots {
             input,
-            gates: acts.declare_rows("lstm.gates", h4, false)?,
-            c: acts.declare_rows("lstm.c", hidden, false)?,
-            tanh_c: acts.declare_rows("lstm.tanh_c", hidden, false)?,
-            h: acts.declare_rows("lstm.h", hidden, true)?,
-            h0: acts.declare_flat("lstm.h0", &[batch, hidden], false)?,
-            c0: acts.declare_flat("lstm.c0", &[batch, hidden], false)?,
-            dgates: acts.declare_rows("lstm.dgates", h4, false)?,
-            dh_next: acts.declare_flat("lstm.dh_next", &[batch, hidden], false)?,
-            dc_next: acts.declare_flat("lstm.dc_next", &[batch, hidden], false)?,
-            dw_t: acts.declare_flat("lstm.dw_t", &[embed.max(hidden), h4], false)?,
-            h_prev_t: acts.declare_flat("lstm.h_prev_t", &[hidden, acts.max_rows()], false)?,
-            w_hh_t: acts.declare_flat("lstm.w_hh_t", &[hidden, h4], false)?,
+            gates: acts.declare_rows(&slot("gates"), h4, false)?,
+            c: acts.declare_rows(&slot("c"), hidden, false)?,
+            tanh_c: acts.declare_rows(&slot("tanh_c"), hidden, false)?,
+            h: acts.declare_rows(&slot("h"), hidden, true)?,
+            h0: acts.declare_flat(&slot("h0"), &[batch, hidden], false)?,
+            c0: acts.declare_flat(&slot("c0"), &[batch, hidden], false)?,
+            dgates: acts.declare_rows(&slot("dgates"), h4, false)?,
+            dh_next: acts.declare_flat(&slot("dh_next"), &[batch, hidden], false)?,
+            dc_next: acts.declare_flat(&slot("dc_next"), &[batch, hidden], false)?,
+            dw_t: acts.declare_flat(&slot("dw_t"), &[embed.max(hidden), h4], false)?,
+            h_prev_t: acts.declare_flat(&slot("h_prev_t"), &[hidden, acts.max_rows()], false)?,
+            w_hh_t: acts.declare_flat(&slot("w_hh_t"), &[hidden, h4], false)?,
         };
-        Ok(LstmOp { embed, hidden, batch, params, slots, filled_at: FilledAt::never() })
+        Ok(LstmOp { name, embed, hidden, batch, params, slots, filled_at: FilledAt::never() })
     }
 
     /// The output slot `h`, `[T·B, H]`.
@@ -335,14 +322,6 @@ impl LstmOp {
     }
 }
 
-/// `(prev, cur)`: the previous step's `[B, H]` block (`init` at step 0) and this step's block,
-/// writable, of a `[T·B, H]` buffer whose blocks are `len = B·H` long.
-fn prev_and_cur<'a, T>(all: &'a mut [T], init: &'a [T], t: usize, len: usize) -> (&'a [T], &'a mut [T]) {
-    let (before, after) = all.split_at_mut(t * len);
-    let prev = if t == 0 { init } else { &before[(t - 1) * len..] };
-    (prev, &mut after[..len])
-}
-
 impl<T: Float> StepOp<T> for LstmOp {
     fn output(&self) -> SlotId {
         self.slots.h
@@ -406,7 +385,7 @@ impl<T: Float> StepOp<T> for LstmOp {
 
 impl<T: Float> Op<T> for LstmOp {
     fn name(&self) -> &str {
-        LSTM_PREFIX
+        &self.name
     }
 
     /// Reads `input` `[T·B, E]`, `h0`, `c0` `[B, H]`; writes `gates` (activated), `c`, `tanh_c`
@@ -427,7 +406,6 @@ impl<T: Float> Op<T> for LstmOp {
         let (e, hd, bsz) = (self.embed, self.hidden, self.batch);
         let h4 = 4 * hd;
         let steps = acts.steps();
-        let n = steps * bsz;
         let len = bsz * hd;
         let s = &self.slots;
         let [x, gates, c, tanh_c, h, h0, c0, dgates, dh_next, dc_next, dw_t, h_prev_t] = acts.slots_mut([
@@ -468,47 +446,19 @@ impl<T: Float> Op<T> for LstmOp {
             }
         }
 
-        // Weight gradients as large GEMMs over every step of the window. Each is computed
-        // transposed, `dWᵀ = Xᵀ·dGates` into `[E or H, 4H]` scratch, then added into the
-        // `[4H, ·]` gradient: the same products and sums (bit-identical), but in this orientation
-        // faer reads the `[T·B, 4H]` gate gradients contiguously. Measured on one thread: 1.8×
-        // faster for the large configuration's `W_hh` (H = 512), 1.2× for the seed's `W_ih`.
-        let dw_t = &mut dw_t.value;
-        let dg_all = mat(dgates, n, h4);
-        gemm_in_column_blocks(mat_mut(dw_t, e, h4), false, mat(&x.value, n, e).transpose(), dg_all, par);
-        add_transposed(grads.get_mut(self.params.w_ih), dw_t, h4, e, par);
-        gemm(mat_mut(dw_t, hd, h4), false, mat(&h0.value, bsz, hd).transpose(), mat(dgates, bsz, h4), par);
-        if steps > 1 {
-            // h_0 … h_{T-2} transposed first: faer then reads it without repacking it for every
-            // block of columns (37 → 32 ms at the large size), for a 2 ms copy.
-            let m = (steps - 1) * bsz;
-            let h_t = &mut h_prev_t.value[..hd * m];
-            copy_transposed(h_t, &h.value[..m * hd], hd, m, par);
-            gemm_in_column_blocks(
-                mat_mut(dw_t, hd, h4),
-                true,
-                mat(h_t, hd, m),
-                mat(&dgates[bsz * h4..], m, h4),
-                par,
-            );
+        // Weight gradients as large GEMMs over every step, then the input gradient.
+        let sizes = LayerSizes { input: e, hidden: hd, gates: 4, batch: bsz, steps };
+        WeightGrads {
+            x: &x.value,
+            x_grad: &mut x.grad,
+            h0: &h0.value,
+            h: &h.value,
+            dgi: dgates,
+            dgh: None,
+            h_prev_t: &mut h_prev_t.value,
+            dw_t: &mut dw_t.value,
         }
-        add_transposed(grads.get_mut(self.params.w_hh), dw_t, h4, hd, par);
-        // Both biases get the same gradient, Σ_rows dGates: summed once into the scratch (from
-        // zero, so bit-identical to summing into each), then added to each.
-        let bias_sum = &mut dw_t[..h4];
-        bias_sum.fill(T::from_f64(0.0));
-        add_column_sums(bias_sum, dgates, n, par);
-        for id in [self.params.b_ih, self.params.b_hh] {
-            for (g, s) in grads.get_mut(id).iter_mut().zip(bias_sum.iter()) {
-                *g += *s;
-            }
-        }
-
-        // Input gradient: dX = dGates·W_ih  ([T·B, 4H]×[4H, E]), overwriting.
-        if !x.grad.is_empty() {
-            let w_ih = params.get(self.params.w_ih);
-            gemm(mat_mut(&mut x.grad, n, e), false, dg_all, mat(w_ih, h4, e), par);
-        }
+        .accumulate(params, grads, self.params, sizes, par);
     }
 
     /// Copies the last step's `h` and `c` of the window into `h0`, `c0`: the next window starts

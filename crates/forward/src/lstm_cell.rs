@@ -27,10 +27,17 @@ use stagewise_kernels::tuning::{SPLIT_STEP_MACS, UNIT_ALIGN};
 /// stream is never split: its products are matrix–vector products, whose faer kernel need not
 /// round a block of outputs as it rounds the whole.
 pub fn unit_parts(par: Par, batch: usize, hidden: usize) -> usize {
+    unit_parts_of(par, batch, hidden, 4)
+}
+
+/// [`unit_parts`] for a cell of `gates` gate blocks (a step's product is `[B, H]×[H, gates·H]`):
+/// LSTM 4, GRU 3, Elman RNN 1.
+pub fn unit_parts_of(par: Par, batch: usize, hidden: usize, gates: usize) -> usize {
     match par {
         Par::Seq => 1,
         Par::Rayon(threads) => {
-            if batch < 2 || batch * hidden * 4 * hidden < SPLIT_STEP_MACS {
+            let macs = batch.saturating_mul(hidden).saturating_mul(gates).saturating_mul(hidden);
+            if batch < 2 || macs < SPLIT_STEP_MACS {
                 1
             } else {
                 threads.get().min(hidden / UNIT_ALIGN).max(1)
@@ -40,7 +47,7 @@ pub fn unit_parts(par: Par, batch: usize, hidden: usize) -> usize {
 }
 
 /// A writable `[B, U]` column block of a row-major buffer, one row at a time.
-fn row<'a, T>(m: &'a mut MatMut<'_, T>, b: usize) -> &'a mut [T] {
+pub(crate) fn row<'a, T>(m: &'a mut MatMut<'_, T>, b: usize) -> &'a mut [T] {
     m.as_mut()
         .row_mut(b)
         .try_as_row_major_mut()
@@ -48,19 +55,38 @@ fn row<'a, T>(m: &'a mut MatMut<'_, T>, b: usize) -> &'a mut [T] {
         .as_slice_mut()
 }
 
-/// The `[B, 4H]` gate buffer of one step as four `[B, H]` column blocks i, f, g, o.
-fn gate_blocks<T: Float>(g: &mut [T], batch: usize, hidden: usize) -> [MatMut<'_, T>; 4] {
-    let all = mat_mut(g, batch, 4 * hidden);
-    let (i, rest) = all.split_at_col_mut(hidden);
-    let (f, rest) = rest.split_at_col_mut(hidden);
-    let (g, o) = rest.split_at_col_mut(hidden);
-    [i, f, g, o]
+/// A `[rows, 0]` view borrowing nothing: what a block taken out of an array leaves behind.
+fn empty<'a, T: Float>(rows: usize) -> MatMut<'a, T> {
+    MatMut::from_row_major_slice_mut(&mut [], rows, 0)
 }
 
-/// Splits four gate blocks at column `at`.
-fn split_gates<'a, T>(gates: [MatMut<'a, T>; 4], at: usize) -> ([MatMut<'a, T>; 4], [MatMut<'a, T>; 4]) {
-    let [i, f, g, o] = gates.map(|m| m.split_at_col_mut(at));
-    ([i.0, f.0, g.0, o.0], [i.1, f.1, g.1, o.1])
+/// The `[B, G·H]` gate buffer of one step as `G` `[B, H]` column blocks (LSTM: i, f, g, o;
+/// GRU: r, z, n).
+pub(crate) fn gate_blocks<T: Float, const G: usize>(
+    g: &mut [T],
+    batch: usize,
+    hidden: usize,
+) -> [MatMut<'_, T>; G] {
+    let mut rest = mat_mut(g, batch, G * hidden);
+    std::array::from_fn(|_| {
+        let all = std::mem::replace(&mut rest, empty(batch));
+        let (block, later) = all.split_at_col_mut(hidden);
+        rest = later;
+        block
+    })
+}
+
+/// Splits `G` gate blocks at column `at`.
+pub(crate) fn split_gates<'a, T: Float, const G: usize>(
+    gates: [MatMut<'a, T>; G],
+    at: usize,
+) -> ([MatMut<'a, T>; G], [MatMut<'a, T>; G]) {
+    let mut pairs = gates.map(|m| m.split_at_col_mut(at));
+    let firsts = std::array::from_fn(|q| {
+        let rows = pairs[q].0.nrows();
+        std::mem::replace(&mut pairs[q].0, empty(rows))
+    });
+    (firsts, pairs.map(|p| p.1))
 }
 
 /// What one forward step reads, shared by every part.

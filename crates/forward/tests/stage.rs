@@ -1,7 +1,7 @@
 //! The forward box as a `Stage`: prepare's checks, the schedule it builds, the config faces.
 
 use stagewise_core::{Ctx, Dims, Error, Par, Rng, Stage, Tape};
-use stagewise_forward::{DEFAULT_HIDDEN, Forward, ForwardConfig, ForwardImpl, LstmForward};
+use stagewise_forward::{DEFAULT_HIDDEN, Forward, ForwardConfig, ForwardImpl, RecurrentForward};
 
 /// The sizes of a test case: what the box shares ([`Dims`]) and the widths of the model.
 #[derive(Clone, Copy)]
@@ -39,7 +39,7 @@ fn prepare_and_run<S: Forward<f64>>(stage: &mut S, s: &Sizes, tape: &mut Tape<f6
 fn prepare_builds_the_schedule_and_sets_the_logits_slot() {
     let d = dims(11, 4, 6, 3, 5);
     let mut tape = tape_with_input(&d, 1);
-    let mut stage = LstmForward::<f64>::new(6, 7).unwrap();
+    let mut stage = RecurrentForward::<f64>::lstm(6, 7).unwrap();
     assert_eq!(stage.name(), "lstm");
     let logits = prepare_and_run(&mut stage, &d, &mut tape);
     let out = tape.output().unwrap();
@@ -75,10 +75,10 @@ fn prepare_builds_the_schedule_and_sets_the_logits_slot() {
 #[test]
 fn config_face_matches_the_type_face() {
     let d = dims(9, 3, 5, 2, 4);
-    let cfg = ForwardConfig::Lstm { hidden: 5 };
-    let mut by_config = ForwardImpl::<f64>::from_config(&cfg, 21).unwrap();
+    let cfg = ForwardConfig::lstm(5);
+    let mut by_config = ForwardImpl::<f64>::from_config(&cfg, false, 21).unwrap();
     assert_eq!(by_config.name(), "lstm");
-    let mut by_type = LstmForward::<f64>::new(5, 21).unwrap();
+    let mut by_type = RecurrentForward::<f64>::lstm(5, 21).unwrap();
     let a = prepare_and_run(&mut by_config, &d, &mut tape_with_input(&d, 2));
     let b = prepare_and_run(&mut by_type, &d, &mut tape_with_input(&d, 2));
     assert_eq!(a, b);
@@ -87,7 +87,8 @@ fn config_face_matches_the_type_face() {
 #[test]
 fn prepare_rejects_bad_wiring() {
     let d = dims(9, 3, 5, 2, 4);
-    let prepare = |tape: &mut Tape<f64>, d: &Dims| LstmForward::<f64>::new(5, 0).unwrap().prepare(d, tape);
+    let prepare =
+        |tape: &mut Tape<f64>, d: &Dims| RecurrentForward::<f64>::lstm(5, 0).unwrap().prepare(d, tape);
 
     // Nothing upstream wrote an output slot.
     let err = prepare(&mut Tape::new(2, 4), &d.d).unwrap_err();
@@ -105,11 +106,11 @@ fn prepare_rejects_bad_wiring() {
     assert!(matches!(err, Error::Shape { .. }), "{err}");
 
     // Running before preparing is an error, not a silent no-op.
-    let stage = LstmForward::<f64>::new(5, 0).unwrap();
+    let stage = RecurrentForward::<f64>::lstm(5, 0).unwrap();
     assert!(stage.run((), &mut tape_with_input(&d, 0), &Ctx::seq()).is_err());
 
     // Preparing twice would declare the parameters twice.
-    let mut stage = LstmForward::<f64>::new(5, 0).unwrap();
+    let mut stage = RecurrentForward::<f64>::lstm(5, 0).unwrap();
     let mut tape = tape_with_input(&d, 0);
     stage.prepare(&d.d, &mut tape).unwrap();
     assert!(stage.prepare(&d.d, &mut tape).is_err());
@@ -118,9 +119,9 @@ fn prepare_rejects_bad_wiring() {
 #[test]
 fn zero_hidden_is_a_config_error_naming_the_field() {
     for err in [
-        LstmForward::<f32>::new(0, 0).unwrap_err(),
-        ForwardImpl::<f32>::from_config(&ForwardConfig::Lstm { hidden: 0 }, 0).unwrap_err(),
-        ForwardConfig::Lstm { hidden: 0 }.validate().unwrap_err(),
+        RecurrentForward::<f32>::lstm(0, 0).unwrap_err(),
+        ForwardImpl::<f32>::from_config(&ForwardConfig::lstm(0), false, 0).unwrap_err(),
+        ForwardConfig::lstm(0).validate().unwrap_err(),
     ] {
         assert!(matches!(&err, Error::Config { field, .. } if field == "forward.hidden"), "{err}");
     }
@@ -129,7 +130,7 @@ fn zero_hidden_is_a_config_error_naming_the_field() {
 #[test]
 fn config_parses_from_toml() {
     let cfg: ForwardConfig = toml::from_str("kind = \"lstm\"").unwrap();
-    assert_eq!(cfg, ForwardConfig::Lstm { hidden: DEFAULT_HIDDEN });
+    assert_eq!(cfg, ForwardConfig::lstm(DEFAULT_HIDDEN));
     assert_eq!(cfg, ForwardConfig::default());
     let cfg: ForwardConfig = toml::from_str("kind = \"lstm\"\nhidden = 64").unwrap();
     assert_eq!(cfg.hidden(), 64);
@@ -137,8 +138,8 @@ fn config_parses_from_toml() {
 
     let err = toml::from_str::<ForwardConfig>("kind = \"lstm\"\nhiden = 64").unwrap_err().to_string();
     assert!(err.contains("hiden"), "{err}");
-    let err = toml::from_str::<ForwardConfig>("kind = \"gru\"").unwrap_err().to_string();
-    assert!(err.contains("gru"), "{err}");
+    let err = toml::from_str::<ForwardConfig>("kind = \"transformer\"").unwrap_err().to_string();
+    assert!(err.contains("transformer"), "{err}");
     assert!(toml::from_str::<ForwardConfig>("hidden = 64").is_err(), "kind is required");
 }
 
@@ -162,7 +163,7 @@ fn overlapped_schedule_is_bit_identical_to_one_thread() {
             let mut tape = Tape::<f32>::new(b, t);
             let x = tape.acts.declare_rows("embedding.out", e, true).unwrap();
             tape.set_output(x);
-            let mut stage = LstmForward::<f32>::new(h, 5).unwrap();
+            let mut stage = RecurrentForward::<f32>::lstm(h, 5).unwrap();
             stage.prepare(&d, &mut tape).unwrap();
             tape.finish();
             let cx = Ctx { par, ..Ctx::seq() };

@@ -309,8 +309,8 @@ mod tests {
 
     #[test]
     fn unknown_stage_kind_is_named() {
-        let err = Config::from_toml("[forward]\nkind = \"gru\"\n", "my.toml").unwrap_err().to_string();
-        assert!(err.contains("gru") && err.contains("my.toml:"), "{err}");
+        let err = Config::from_toml("[forward]\nkind = \"rnn_relu\"\n", "my.toml").unwrap_err().to_string();
+        assert!(err.contains("rnn_relu") && err.contains("my.toml:"), "{err}");
     }
 
     #[test]

@@ -47,9 +47,31 @@ pub fn estimate(config: &Config, vocab: usize, corpus_bytes: u64, boxes: ConfigB
         need("embedding.out", "embedding.dim", dim, rows * e * 2.0);
     }
     if boxes[1] {
-        need("the LSTM weights", "forward.hidden", hidden.clone(), 4.0 * h * (e + h + 2.0) * copies);
-        // gates and their gradients, c, tanh(c), h and its gradient, h transposed, W_hh transposed.
-        need("the LSTM activations", "forward.hidden", hidden.clone(), rows * h * 13.0 + 4.0 * h * h);
+        use stagewise_forward::RecurrentKind;
+        let kind = config.forward.kind();
+        let (cell, g) = match kind {
+            RecurrentKind::Lstm => ("LSTM", 4.0),
+            RecurrentKind::Gru => ("GRU", 3.0),
+            RecurrentKind::RnnTanh => ("RNN", 1.0),
+        };
+        // Layers after the first read the layer below (H wide) instead of the embedding.
+        let more = f(config.forward.layers()) - 1.0;
+        let weights = g * h * (e + h + 2.0) + more * g * h * (2.0 * h + 2.0);
+        // With several layers both keys drive the size, and both are named.
+        let (field, value) = match config.forward.layers() {
+            1 => ("forward.hidden", hidden.clone()),
+            layers => ("forward.hidden × forward.layers", format!("{hidden} × {layers}")),
+        };
+        need(&format!("the {cell} weights"), field, value.clone(), weights * copies);
+        // Per layer, in units of [rows, H]: LSTM gates and their gradients, c, tanh(c), h and its
+        // gradient, h transposed (13; the GRU's gates, hn, h, both gate gradients and h
+        // transposed too; the RNN's 5); with dropout a mask and the dropped output with its
+        // gradient (3, and 3·E for the input); and W_hh transposed.
+        let per_layer = if kind == RecurrentKind::RnnTanh { 5.0 } else { 13.0 };
+        let dropout = if config.forward.dropout() > 0.0 { 3.0 } else { 0.0 };
+        let layer = rows * h * (per_layer + dropout) + g * h * h;
+        let activations = (more + 1.0) * layer + rows * e * dropout;
+        need(&format!("the {cell} activations"), field, value, activations);
         need("fc.weight", "forward.hidden", hidden.clone(), (h + 1.0) * v * copies);
         // [x | 1] and its transpose, the head's transposed weight copies.
         need("the head's operands", "forward.hidden", hidden, (h + 1.0) * (2.0 * rows + 2.0 * v));
@@ -167,10 +189,8 @@ mod tests {
 
     #[test]
     fn the_biggest_item_and_its_field_are_named() {
-        let config = Config {
-            forward: stagewise_forward::ForwardConfig::Lstm { hidden: 1_000_000_000 },
-            ..Config::default()
-        };
+        let config =
+            Config { forward: stagewise_forward::ForwardConfig::lstm(1_000_000_000), ..Config::default() };
         let needs = estimate(&config, 10_000, 0, [true; 5]);
         let err = check(&needs, 22.9e9, "available").unwrap_err().to_string();
         assert!(err.starts_with("config: forward.hidden = 1000000000: needs"), "{err}");

@@ -221,11 +221,24 @@ impl<T: Float> Model<T> {
     /// assert_eq!(model.stage_names(), ["table", "lstm", "cross_entropy", "reverse", "adam"]);
     /// # Ok::<(), stagewise_core::Error>(())
     /// ```
+    ///
+    /// Fails on a head tied to the embedding table (`embedding.tied`) whose width differs from the
+    /// last layer's (`forward.hidden` must equal `embedding.dim`), naming `embedding.tied`.
     pub fn builder(config: &Config) -> Result<ModelBuilder<T>> {
         let seed = config.train.seed;
+        let tied = config.embedding.tied();
+        let (dim, hidden) = (config.embedding.dim(), config.forward.hidden());
+        if tied && dim != hidden {
+            return Err(Error::config(
+                "embedding.tied",
+                format!(
+                    "the head's weight is the embedding table, so forward.hidden ({hidden}) must equal embedding.dim ({dim})"
+                ),
+            ));
+        }
         Ok(ModelBuilder {
             embedding: config.embedding.build(seed),
-            forward: ForwardImpl::from_config(&config.forward, seed)?,
+            forward: ForwardImpl::from_config(&config.forward, tied, seed)?,
             loss: config.loss.build(),
             backward: config.backward.build(),
             optimizer: config.optimizer.build(),

@@ -435,8 +435,8 @@ fn check<T: Float>(
     let reference_loss = reference.first().ok_or_else(|| bad(path, "`loss` is empty".into()))?.to_f64();
 
     let mut config = Config {
-        embedding: EmbeddingConfig::Table { dim: embed },
-        forward: ForwardConfig::Lstm { hidden },
+        embedding: EmbeddingConfig::table(embed),
+        forward: ForwardConfig::lstm(hidden),
         ..Config::default()
     };
     config.optimizer.set_lr(lr);

@@ -35,11 +35,8 @@ fn setup_with(
     batch: usize,
     seq_len: usize,
 ) -> (Model<f32>, Vec<u32>) {
-    let config = Config {
-        embedding: EmbeddingConfig::Table { dim: embed },
-        forward: ForwardConfig::Lstm { hidden },
-        ..config
-    };
+    let config =
+        Config { embedding: EmbeddingConfig::table(embed), forward: ForwardConfig::lstm(hidden), ..config };
     let model = Model::<f32>::from_config(&config, vocab, batch, seq_len).unwrap();
     let mut rng = Rng::new(7);
     let ids = (0..(seq_len + 1) * batch).map(|_| rng.below(vocab as u64) as u32).collect();

@@ -65,7 +65,7 @@ fn bad_configs_and_flags_are_one_line_errors_naming_the_problem() {
     std::fs::write(dir.join("corpus.txt"), corpus(60)).unwrap();
     let cases: [(&str, &str, &[&str]); 4] = [
         ("unknown_key.toml", "[train]\nepochs = 1\nbatchsize = 4\n", &["unknown_key.toml:3", "batchsize"]),
-        ("gru.toml", "[forward]\nkind = \"gru\"\n", &["gru.toml:", "gru"]),
+        ("rnn_relu.toml", "[forward]\nkind = \"rnn_relu\"\n", &["rnn_relu.toml:", "rnn_relu"]),
         ("zero_batch.toml", "[train]\nbatch = 0\n", &["train.batch"]),
         ("not_toml.toml", "[train\nepochs = 1\n", &["not_toml.toml:1"]),
     ];

@@ -63,8 +63,8 @@ pub fn tiny_config(corpus: PathBuf) -> Config {
     config.data.path = corpus;
     config.train =
         TrainConfig { epochs: 3, batch: 4, bptt: 8, seed: 7, threads: 1, ..TrainConfig::default() };
-    config.embedding = EmbeddingConfig::Table { dim: 8 };
-    config.forward = ForwardConfig::Lstm { hidden: 16 };
+    config.embedding = EmbeddingConfig::table(8);
+    config.forward = ForwardConfig::lstm(16);
     config.vectorizer = VectorizerConfig::Vocab { max_size: 50 };
     config.optimizer.set_lr(1e-2);
     config.validate().unwrap();

@@ -43,11 +43,8 @@ fn mean_loss(model: &mut Model<f64>, ids: &[u32], targets: &[u32], cx: &Ctx) -> 
 
 #[test]
 fn full_model_gradient_matches_finite_differences_of_the_mean_loss() {
-    let mut config = Config {
-        embedding: EmbeddingConfig::Table { dim: E },
-        forward: ForwardConfig::Lstm { hidden: H },
-        ..Config::default()
-    };
+    let mut config =
+        Config { embedding: EmbeddingConfig::table(E), forward: ForwardConfig::lstm(H), ..Config::default() };
     config.train.seed = 11;
     let mut model = Model::<f64>::from_config(&config, V, B, T).unwrap();
     let n = model.tape.params.as_slice().len();

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod stack;
+
 use stagewise_core::{Float, Op, Rng, SlotId, Tape};
 use stagewise_forward::{FC_PREFIX, LinearOp, LstmOp};
 
