@@ -6,7 +6,8 @@
 //! 2. measures the practical f32 GEMM peak through faer (`stagewise bench-gemm`, N = 2048 and
 //!    4096, 1 and 2 threads), and the rate of the head's packed AVX-512 kernel
 //!    (`--kernel packed`, `[2048, 512]×[512, 2048]`) beside it;
-//! 3. for each configuration (`configs/seed.toml`, `configs/large.toml`) x threads (1, 2) x mode
+//! 3. for each configuration (`configs/seed.toml`, `large.toml`, `gru.toml`, `lstm-2layer.toml`,
+//!    or those named by `--configs`) x threads (1, 2) x mode
 //!    (train, infer), runs R repeats, each a fresh `stagewise bench-run` process then (with
 //!    `--torch PYTHON`) a fresh `benches/reference/bench_reference.py` process, alternating, so
 //!    each run's peak resident memory is its own; then measures the GEMM peak again;
@@ -52,10 +53,14 @@ pub struct BenchArgs {
     /// Leave docs/results.md alone.
     #[arg(long)]
     pub no_docs: bool,
+    /// Configurations to measure, by name (`configs/NAME.toml`), comma-separated
+    /// (default: seed,large,gru,lstm-2layer).
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub configs: Vec<String>,
 }
 
 /// Configurations measured: the files `configs/NAME.toml`, which hold their sizes.
-const CONFIGS: [&str; 2] = ["seed", "large"];
+const CONFIGS: [&str; 4] = ["seed", "large", "gru", "lstm-2layer"];
 /// Thread counts measured.
 const THREADS: [usize; 2] = [1, 2];
 /// Modes measured.
@@ -305,9 +310,20 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<i32, String> {
 
     let impls: Vec<&str> =
         if args.torch.is_some() { vec!["stagewise", "pytorch"] } else { vec!["stagewise"] };
-    let total = CONFIGS.len() * THREADS.len() * MODES.len() * plan.repeats * impls.len();
+    let configs: Vec<String> = if args.configs.is_empty() {
+        CONFIGS.iter().map(|c| c.to_string()).collect()
+    } else {
+        args.configs.clone()
+    };
+    for config in &configs {
+        let path = root.join(format!("configs/{config}.toml"));
+        if !path.is_file() {
+            return Err(format!("--configs: no configuration {config} ({} is not a file)", path.display()));
+        }
+    }
+    let total = configs.len() * THREADS.len() * MODES.len() * plan.repeats * impls.len();
     let mut done = 0;
-    for config in CONFIGS {
+    for config in &configs {
         let config_path = format!("configs/{config}.toml");
         for threads in THREADS {
             for mode in MODES {
@@ -393,6 +409,7 @@ mod tests {
             quick,
             data: None,
             no_docs: false,
+            configs: Vec::new(),
         };
         assert_eq!(
             Plan::from_args(&args(false, None))?,

@@ -158,8 +158,12 @@ pub struct RunReport {
     pub seconds: f64,
     /// Embedding width E.
     pub embed: usize,
-    /// LSTM width H.
+    /// Recurrent width H.
     pub hidden: usize,
+    /// The forward box's `kind` (`lstm`, `gru`, `rnn_tanh`), which sets the FLOPs per token.
+    pub kind: &'static str,
+    /// Stacked recurrent layers.
+    pub layers: usize,
     /// Vocabulary size V (as fitted on the corpus).
     pub vocab: usize,
     /// Streams B.
@@ -239,6 +243,8 @@ pub fn run_model(
             seconds,
             embed: config.embedding.dim(),
             hidden: config.forward.hidden(),
+            kind: config.forward.kind().name(),
+            layers: config.forward.layers(),
             vocab,
             batch,
             bptt,

@@ -115,10 +115,24 @@ pub struct Sample {
     pub peak_rss_mb: Option<f64>,
     /// Embedding width E.
     pub embed: usize,
-    /// LSTM width H.
+    /// Recurrent width H.
     pub hidden: usize,
+    /// The forward box's kind (`lstm`, `gru`, `rnn_tanh`); `lstm` when absent (older samples).
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Stacked recurrent layers; 1 when absent (older samples).
+    #[serde(default = "default_layers")]
+    pub layers: usize,
     /// Vocabulary size V.
     pub vocab: usize,
+}
+
+fn default_kind() -> String {
+    "lstm".into()
+}
+
+fn default_layers() -> usize {
+    1
 }
 
 /// The summary of the samples of one (implementation, configuration, threads, mode); also one
@@ -210,12 +224,46 @@ impl fmt::Display for GemmKernel {
     }
 }
 
-/// FLOPs per target token of the LSTM language model: `4H(E+H)` multiply-adds for the gates and
-/// `H·V` for the vocabulary projection; 2 FLOPs per multiply-add forward, 3x that for training
-/// (forward + the two backward products).
-pub fn flops_per_token(embed: usize, hidden: usize, vocab: usize, mode: BenchMode) -> f64 {
-    let (e, h, v) = (embed as f64, hidden as f64, vocab as f64);
-    let mac = 4.0 * h * (e + h) + h * v;
+/// The shape of a recurrent language model that sets its FLOPs per token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelShape<'a> {
+    /// The forward box's kind: `lstm` (4 gate blocks), `gru` (3) or `rnn_tanh` (1).
+    pub kind: &'a str,
+    /// Stacked recurrent layers.
+    pub layers: usize,
+    /// Embedding width E.
+    pub embed: usize,
+    /// Recurrent width H.
+    pub hidden: usize,
+    /// Vocabulary size V.
+    pub vocab: usize,
+}
+
+impl ModelShape<'_> {
+    /// The seed's shape: one LSTM layer.
+    pub fn lstm(embed: usize, hidden: usize, vocab: usize) -> ModelShape<'static> {
+        ModelShape { kind: "lstm", layers: 1, embed, hidden, vocab }
+    }
+
+    /// Gate blocks per layer, `G`; an unknown kind counts as an LSTM's 4.
+    fn gates(&self) -> f64 {
+        match self.kind {
+            "gru" => 3.0,
+            "rnn_tanh" => 1.0,
+            _ => 4.0,
+        }
+    }
+}
+
+/// FLOPs per target token of a recurrent language model: `G·H(E+H)` multiply-adds for the first
+/// layer's gates (`G` = 4 for an LSTM, 3 for a GRU, 1 for an Elman RNN), `G·H(H+H)` for each
+/// further layer, and `H·V` for the vocabulary projection; 2 FLOPs per multiply-add forward, 3x
+/// that for training (forward + the two backward products).
+pub fn flops_per_token(shape: ModelShape<'_>, mode: BenchMode) -> f64 {
+    let (e, h, v) = (shape.embed as f64, shape.hidden as f64, shape.vocab as f64);
+    let g = shape.gates();
+    let deeper = shape.layers.saturating_sub(1) as f64;
+    let mac = g * h * (e + h) + deeper * g * h * (2.0 * h) + h * v;
     match mode {
         BenchMode::Train => 6.0 * mac,
         BenchMode::Infer => 2.0 * mac,
@@ -284,7 +332,16 @@ pub fn summarise(samples: &[Sample], peaks: &[(usize, f64)]) -> Vec<Row> {
                     mfu: None,
                     peak_rss_mb: None,
                     samples: Vec::new(),
-                    flops_per_token: flops_per_token(s.embed, s.hidden, s.vocab, s.mode),
+                    flops_per_token: flops_per_token(
+                        ModelShape {
+                            kind: &s.kind,
+                            layers: s.layers,
+                            embed: s.embed,
+                            hidden: s.hidden,
+                            vocab: s.vocab,
+                        },
+                        s.mode,
+                    ),
                     ratio_vs_pytorch: None,
                 });
                 let last = rows.len() - 1;
@@ -421,6 +478,15 @@ fn targets(rows: &[Row]) -> String {
             "- seed training tokens/s ≥ 2× PyTorch's (2 threads): {x:.2}× — {}",
             verdict(x >= 2.0)
         );
+    }
+    for (config, what) in [("gru", "GRU"), ("lstm-2layer", "2-layer LSTM")] {
+        if let Some(x) = ratio(config, Train) {
+            let _ = writeln!(
+                t,
+                "- {config} ({what}) training tokens/s ≥ 2× PyTorch's (2 threads): {x:.2}× — {}",
+                verdict(x >= 2.0)
+            );
+        }
     }
     if let Some(x) = ratio("large", Train) {
         let _ = writeln!(
@@ -828,8 +894,8 @@ impl Report {
         s.push_str(&runs_table(&self.rows));
         s.push_str(
             "\nTokens are target tokens (B × steps per window). MFU = tokens/s × flops_per_token / peak of the\n\
-             same thread count, with flops_per_token = 6·(4H(E+H) + H·V) for training and 2·(4H(E+H) + H·V)\n\
-             for inference. Peak RSS: the largest over the runs of a row, each run a fresh process\n\
+             same thread count, with flops_per_token = 6·(G·H(E+H) + (L−1)·G·H·2H + H·V) for training and a\n\
+             third of it for inference (G gate blocks: 4 LSTM, 3 GRU, 1 RNN; L layers). Peak RSS: the largest over the runs of a row, each run a fresh process\n\
              (`VmHWM` for Stagewise, `ru_maxrss` for PyTorch), corpus preparation included.\n",
         );
         if let Some(w) = mfu_warning(&self.rows, &kernel_peaks(&self.gemms, None)) {
@@ -878,6 +944,8 @@ mod tests {
             peak_rss_mb: rss,
             embed: 100,
             hidden: 128,
+            kind: "lstm".into(),
+            layers: 1,
             vocab: 10_000,
         }
     }
@@ -893,10 +961,15 @@ mod tests {
     #[test]
     fn flops_per_token_of_the_two_configurations() {
         // seed: 4·128·(100+128) + 128·10000 = 116,736 + 1,280,000 multiply-adds.
-        assert_eq!(flops_per_token(100, 128, 10_000, Train), 6.0 * 1_396_736.0);
-        assert_eq!(flops_per_token(100, 128, 10_000, Infer), 2.0 * 1_396_736.0);
+        assert_eq!(flops_per_token(ModelShape::lstm(100, 128, 10_000), Train), 6.0 * 1_396_736.0);
+        assert_eq!(flops_per_token(ModelShape::lstm(100, 128, 10_000), Infer), 2.0 * 1_396_736.0);
         // large: 4·512·(256+512) + 512·10000 = 1,572,864 + 5,120,000.
-        assert_eq!(flops_per_token(256, 512, 10_000, Train), 6.0 * 6_692_864.0);
+        assert_eq!(flops_per_token(ModelShape::lstm(256, 512, 10_000), Train), 6.0 * 6_692_864.0);
+        // gru: 3·128·228 + 1,280,000; lstm-2layer: the seed's + 4·128·256.
+        let gru = ModelShape { kind: "gru", ..ModelShape::lstm(100, 128, 10_000) };
+        assert_eq!(flops_per_token(gru, Train), 6.0 * 1_367_552.0);
+        let two = ModelShape { layers: 2, ..ModelShape::lstm(100, 128, 10_000) };
+        assert_eq!(flops_per_token(two, Infer), 2.0 * 1_527_808.0);
     }
 
     #[test]
@@ -1103,7 +1176,14 @@ mod tests {
         };
         large(1, 3000.0);
         large(2, 5000.0);
+        for (implementation, tps) in [("stagewise", 21_000.0), ("pytorch", 10_000.0)] {
+            let mut s = sample(implementation, 2, Train, tps, None);
+            (s.config, s.kind) = ("gru".into(), "gru".into());
+            samples.push(s);
+        }
         let t = targets(&report(&[], &samples).rows);
+        assert!(t.contains("gru (GRU) training tokens/s ≥ 2× PyTorch's (2 threads): 2.10× — met"), "{t}");
+        assert!(!t.contains("lstm-2layer"), "{t}");
         assert!(t.contains("seed training tokens/s ≥ 2× PyTorch's (2 threads): 2.50× — met"), "{t}");
         assert!(t.contains("seed inference tokens/s ≥ 2× PyTorch's (2 threads): 1.80× — **not met**"), "{t}");
         assert!(t.contains("2 threads ≥ 1.85× one thread: 1.67× — **not met**"), "{t}");
@@ -1147,6 +1227,8 @@ mod tests {
             seconds: 3.3,
             embed: 100,
             hidden: 128,
+            kind: "lstm",
+            layers: 1,
             vocab: 10_000,
             batch: 32,
             bptt: 64,
