@@ -1,6 +1,7 @@
 //! A warm training cycle — embed, forward, loss, backward, update — allocates nothing, on one
 //! thread or two (counting both workers: ours, rayon's and faer's allocations), with every
-//! built-in loss, backward and update setting. Its own test binary, and one test, because the
+//! built-in forward kind (stacked, with dropout, tied to the embedding) and every loss, backward
+//! and update setting. Its own test binary, and one test, because the
 //! counting allocator is global.
 
 // Test helpers outside `#[test]` functions: clippy.toml only exempts the latter.
@@ -8,8 +9,8 @@
 
 use stagewise_backward::BackwardConfig;
 use stagewise_core::{Ctx, Par, Rng};
-use stagewise_embedding::EmbeddingConfig;
-use stagewise_forward::ForwardConfig;
+use stagewise_embedding::{EmbeddingConfig, EmbeddingInit};
+use stagewise_forward::{ForwardConfig, RecurrentKind};
 use stagewise_loss::LossConfig;
 use stagewise_optimizer::OptimizerConfig;
 use stagewise_pipeline::Config;
@@ -127,6 +128,31 @@ fn warm_training_and_eval_cycles_allocate_nothing() {
         assert!(model.tape.grad_norm.is_some(), "{label}: the norm is measured");
         let (mut model, ids) = setup_with(config, v, e, h, b, t);
         model.tape.params.set_trainable(frozen, false);
+        let (_, all) = pool.install(|| warm_cycle_allocations(&mut model, &ids, &cx));
+        assert_eq!(all, 0, "{label}: a warm two-thread cycle allocated {all} times");
+    }
+
+    // Every forward kind, stacked with dropout (masks drawn every training window) and a head
+    // tied to the embedding table.
+    for kind in [RecurrentKind::Gru, RecurrentKind::RnnTanh, RecurrentKind::Lstm] {
+        let (v, h, b, t) = (600, 64, 16, 12);
+        let config = Config {
+            embedding: EmbeddingConfig::Table {
+                dim: h,
+                init: EmbeddingInit::Uniform,
+                freeze: false,
+                tied: true,
+            },
+            forward: ForwardConfig::with(kind, h, 2, 0.2),
+            ..Config::default()
+        };
+        let label = format!("{kind:?}, 2 layers, dropout, tied");
+        let mut rng = Rng::new(11);
+        let ids: Vec<u32> = (0..(t + 1) * b).map(|_| rng.below(v as u64) as u32).collect();
+        let mut model = Model::<f32>::from_config(&config, v, b, t).unwrap();
+        let (ours, _) = warm_cycle_allocations(&mut model, &ids, &Ctx::seq());
+        assert_eq!(ours, 0, "{label}: a warm one-thread cycle allocated {ours} times");
+        let mut model = Model::<f32>::from_config(&config, v, b, t).unwrap();
         let (_, all) = pool.install(|| warm_cycle_allocations(&mut model, &ids, &cx));
         assert_eq!(all, 0, "{label}: a warm two-thread cycle allocated {all} times");
     }
