@@ -238,6 +238,19 @@ fn the_combined_case_in_float64_agrees_to_1e_12() {
     assert!(report.failures(1e-10).is_empty() && worst < 1e-12, "worst {worst:e}: {report:?}");
 }
 
+/// The numeric backward box (central differences) is checked the same way: in f64 its gradient is
+/// close enough for the combined case's steps to agree to 1e-6.
+#[test]
+fn the_numeric_backward_agrees_in_float64() {
+    let path = fixtures().join("parity_combined_f64.safetensors");
+    let config =
+        case_config("combined").with_overrides(&["backward.kind=numeric".into(), "backward.clip=0.1".into()]);
+    let config = config.unwrap();
+    let report = run_parity_with_config(&path, &config, 3, None).unwrap();
+    assert!(report.model.ends_with("numeric / adamw"), "{}", report.model);
+    assert!(report.failures(1e-6).is_empty(), "{report:?}");
+}
+
 /// The config describes the model; the file's shapes give the sizes, whatever the config says.
 #[test]
 fn the_files_sizes_override_the_configs() {
