@@ -422,6 +422,14 @@ impl BackwardConfig {
             BackwardConfig::Reverse { clip } | BackwardConfig::Numeric { clip } => check_clip(clip),
         }
     }
+
+    /// The global norm the gradients are clipped to (0: none), for a caller that needs the
+    /// gradient before clipping too (the PyTorch parity check compares it).
+    pub fn clip(&self) -> f64 {
+        match *self {
+            BackwardConfig::Reverse { clip } | BackwardConfig::Numeric { clip } => clip,
+        }
+    }
 }
 
 /// Every built-in backward stage, chosen at run time; delegates to the variant.

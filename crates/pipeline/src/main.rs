@@ -12,7 +12,7 @@ use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command, write_stdout}
 use stagewise_pipeline::config::{Config, check_threads};
 use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::{check_token_count, generate};
-use stagewise_pipeline::parity::run_parity;
+use stagewise_pipeline::parity::{run_parity, run_parity_with_config};
 use stagewise_pipeline::train::{evaluate, prepare_data_with, thread_pool};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Train end to end (defaults: the seed configuration on data/shakespeare.txt).
     Train(TrainArgs),
-    /// Compare one forward/backward (and Adam steps) with a PyTorch reference file.
+    /// Compare one forward/backward (and optimizer steps) with a PyTorch reference file.
     Parity(ParityArgs),
     /// Continue a prompt greedily with a trained checkpoint.
     Generate(GenerateArgs),
@@ -133,10 +133,15 @@ struct EvalArgs {
 struct ParityArgs {
     /// A safetensors file written by benches/reference/make_parity_fixture.py.
     file: PathBuf,
-    /// Also apply N Adam steps on the same batch and compare the parameters after each.
-    #[arg(long, default_value_t = 0)]
-    adam_steps: usize,
-    /// Learning rate for the Adam steps, greater than 0 (default: the file's metadata, else 1e-3).
+    /// The model's config (its kind, tying, loss, backward, clipping and optimizer; the sizes
+    /// come from the file). Default: the seed configuration (one LSTM layer, Adam).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Also apply N optimizer steps on the same batch and compare the parameters after each.
+    #[arg(long, visible_alias = "adam-steps", default_value_t = 0)]
+    steps: usize,
+    /// Learning rate of the steps, greater than 0 (default: the config's; without --config, the
+    /// file's metadata, else 1e-3).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Largest absolute difference accepted: a finite number, at least 0.
@@ -166,8 +171,12 @@ fn run_parity_cmd(args: ParityArgs) -> Result<bool> {
     if !(args.tol.is_finite() && args.tol >= 0.0) {
         return Err(Error::config("--tol", format!("{} is not a finite number of at least 0", args.tol)));
     }
-    let report = run_parity(&args.file, args.adam_steps, args.lr)?;
+    let report = match &args.config {
+        Some(path) => run_parity_with_config(&args.file, &Config::load(path)?, args.steps, args.lr)?,
+        None => run_parity(&args.file, args.steps, args.lr)?,
+    };
     println!("checking in {}", report.dtype);
+    println!("model: {}", report.model);
     println!("loss ours={:.8} reference={:.8}", report.loss, report.reference_loss);
     for c in &report.comparisons {
         println!("{} max_abs_diff={:.3e}", c.name, c.max_abs_diff);

@@ -1,6 +1,7 @@
 //! Integration tests of the pipeline, ripgrep-style: one test binary, one module per concern.
 //!
-//! - [`parity`]: forward, backward and Adam against the PyTorch fixture, as a library and a command.
+//! - [`parity`]: forward, backward and optimizer steps against the PyTorch fixtures (the seed model
+//!   and every configuration), as a library and a command.
 //! - [`whole_model_gradient`]: the full model's gradient against finite differences, in `f64`.
 //! - [`end_to_end`]: a tiny training run, its files, and its determinism.
 //! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
