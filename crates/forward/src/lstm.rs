@@ -102,8 +102,6 @@ pub fn lstm_forward_naive<T: Float>(
     }
 }
 
-/// The [`ParamId`]s of an LSTM layer (`lstm.weight_ih_l{k}`, `lstm.weight_hh_l{k}`,
-/// `lstm.bias_ih_l{k}`, `lstm.bias_hh_l{k}`; `[4H, ·]`).
 /// The [`ParamId`](stagewise_core::ParamId)s of an LSTM layer (`lstm.weight_ih_l{k}`,
 /// `lstm.weight_hh_l{k}`, `lstm.bias_ih_l{k}`, `lstm.bias_hh_l{k}`, all `[4H, ·]`).
 pub type LstmParams = RecurrentParams;
