@@ -10,6 +10,7 @@
 //!   box may use the same table as its head's weight (`tied`).
 //! - [`EmbeddingConfig`] / [`EmbeddingImpl`]: the config-file face (a TOML table with `kind`) and
 //!   the run-time enum it builds.
+//! - `laws` (feature `testkit`): the box's laws as a check any implementation can be run through.
 //!
 //! ```
 //! use stagewise_core::{Ctx, Dims, Stage, Tape};
@@ -24,6 +25,9 @@
 //! assert_eq!(tape.acts.slot(out).value.len(), 4 * 3);
 //! # Ok::<(), stagewise_core::Error>(())
 //! ```
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod laws;
 
 use stagewise_core::{
     Activations, Ctx, Dims, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Stage, Tape,
@@ -413,5 +417,150 @@ mod tests {
             let touched = tape.grads.as_slice().iter().any(|&g| g != 0.0);
             assert_eq!(touched, !frozen);
         }
+    }
+}
+
+#[cfg(test)]
+mod law_tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_keeps_the_laws() {
+        for init in [EmbeddingInit::Normal, EmbeddingInit::Uniform] {
+            for freeze in [false, true] {
+                laws::check_plain_table(|| {
+                    TableEmbedding::<f64>::new(3, 5).with_init(init).with_freeze(freeze)
+                })
+                .unwrap();
+            }
+        }
+        laws::check_plain_table(|| EmbeddingConfig::table(1).build::<f64>(2)).unwrap();
+    }
+
+    /// What a broken table gets wrong.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Fault {
+        /// Its VJP assigns each position's gradient to its row instead of adding it: a repeated
+        /// id keeps only its last position's.
+        OverwritesRepeats,
+        /// It looks up the next id's row (and scatters into the rows of the ids it was given).
+        NextRow,
+        /// Its VJP scatters into a frozen table.
+        IgnoresFreeze,
+        /// It returns twice the row, and scatters twice the gradient: a consistent lookup, but
+        /// not the plain table.
+        Doubled,
+    }
+
+    /// The table's gather with one fault.
+    struct FaultyGather {
+        gather: GatherOp,
+        vocab: usize,
+        fault: Fault,
+    }
+
+    impl Op<f64> for FaultyGather {
+        fn name(&self) -> &str {
+            "faulty"
+        }
+
+        fn forward(&self, params: &Params<f64>, acts: &mut Activations<f64>, par: Par) {
+            let (rows, e, g) = (acts.rows(), self.gather.dim, &self.gather);
+            self.gather.forward(params, acts, par);
+            let w = params.get(g.weight);
+            let (ids, out) = acts.ids_and_slot_mut(g.out);
+            for (dst, &id) in out.value[..rows * e].chunks_exact_mut(e).zip(ids) {
+                match self.fault {
+                    Fault::NextRow => {
+                        let id = (id as usize + 1) % self.vocab;
+                        dst.copy_from_slice(&w[id * e..(id + 1) * e]);
+                    }
+                    Fault::Doubled => dst.iter_mut().for_each(|x| *x *= 2.0),
+                    _ => {}
+                }
+            }
+        }
+
+        fn vjp(&self, params: &Params<f64>, acts: &mut Activations<f64>, grads: &mut Grads<f64>, par: Par) {
+            let (rows, e, g) = (acts.rows(), self.gather.dim, &self.gather);
+            let (factor, assign) = match self.fault {
+                Fault::OverwritesRepeats => (1.0, true),
+                Fault::Doubled => (2.0, false),
+                Fault::IgnoresFreeze => (1.0, false),
+                Fault::NextRow => return self.gather.vjp(params, acts, grads, par),
+            };
+            let dw = grads.get_mut(g.weight);
+            let dout = &acts.slot(g.out).grad[..rows * e];
+            for (gr, &id) in dout.chunks_exact(e).zip(&acts.ids[..rows]) {
+                for (d, &x) in dw[id as usize * e..(id as usize + 1) * e].iter_mut().zip(gr) {
+                    *d = if assign { factor * x } else { *d + factor * x };
+                }
+            }
+        }
+    }
+
+    /// The built-in table with its op replaced by a faulty one.
+    struct FaultyTable {
+        table: TableEmbedding<f64>,
+        fault: Fault,
+    }
+
+    impl Stage for FaultyTable {
+        type Input<'a> = &'a [u32];
+        type Output = Tape<f64>;
+
+        fn name(&self) -> &str {
+            "faulty"
+        }
+
+        fn prepare(&mut self, dims: &Dims, tape: &mut Tape<f64>) -> Result<()> {
+            let weight = tape.params.declare("embedding.weight", &[dims.vocab, self.table.dim])?;
+            let mut rng = Rng::new(3);
+            tape.params.get_mut(weight).iter_mut().for_each(|x| *x = rng.normal());
+            tape.params.set_trainable(weight, !self.table.freeze);
+            let out = tape.acts.declare_rows("embedding.out", self.table.dim, true)?;
+            let gather = GatherOp { weight, out, dim: self.table.dim };
+            let i = tape.push(Box::new(FaultyGather { gather, vocab: dims.vocab, fault: self.fault }));
+            (self.table.vocab, self.table.ops) = (dims.vocab, i..i + 1);
+            tape.set_output(out);
+            Ok(())
+        }
+
+        fn run(&self, ids: &[u32], tape: &mut Tape<f64>, cx: &Ctx) -> Result<()> {
+            self.table.run(ids, tape, cx)
+        }
+    }
+
+    fn faulty(fault: Fault, freeze: bool) -> impl Fn() -> FaultyTable {
+        move || FaultyTable { table: TableEmbedding::new(3, 0).with_freeze(freeze), fault }
+    }
+
+    #[test]
+    fn the_kit_catches_a_gradient_that_forgets_repeated_ids() {
+        let err = laws::check(faulty(Fault::OverwritesRepeats, false)).unwrap_err();
+        assert!(err.contains("gradient of embedding.weight") && err.contains("finite differences"), "{err}");
+    }
+
+    #[test]
+    fn the_kit_catches_a_lookup_of_the_wrong_row() {
+        let err = laws::check(faulty(Fault::NextRow, false)).unwrap_err();
+        assert!(err.contains("equal table rows"), "{err}");
+        let err = laws::check_plain_table(faulty(Fault::NextRow, false)).unwrap_err();
+        assert!(err.contains("not the table's row"), "{err}");
+    }
+
+    #[test]
+    fn the_kit_catches_a_gradient_written_into_a_frozen_table() {
+        laws::check(faulty(Fault::IgnoresFreeze, false)).unwrap();
+        let err = laws::check(faulty(Fault::IgnoresFreeze, true)).unwrap_err();
+        assert!(err.contains("frozen tensor embedding.weight"), "{err}");
+    }
+
+    /// A scaled lookup keeps the laws of any embedding, but is not the plain table.
+    #[test]
+    fn a_consistent_scaled_lookup_is_an_embedding_but_not_the_plain_table() {
+        laws::check(faulty(Fault::Doubled, false)).unwrap();
+        let err = laws::check_plain_table(faulty(Fault::Doubled, false)).unwrap_err();
+        assert!(err.contains("not the table's row"), "{err}");
     }
 }

@@ -29,6 +29,7 @@
 //!   [`lstm_cell_naive`], [`gru_cell_naive`], [`rnn_tanh_cell_naive`], and
 //!   [`linear_forward_naive`]: plain-loop references the fast kernels are tested against (llm.c
 //!   keeps `matmul_forward_naive` beside the fast one).
+//! - `laws` (feature `testkit`): the box's laws as a check any implementation can be run through.
 //!
 //! Data layout (fixed by `stagewise-core`): rows are time-major, row `t·B + b` is step `t` of
 //! stream `b`; weights are `(out, in)` row-major and enter faer GEMMs through free transposes.
@@ -38,6 +39,10 @@
 mod cache;
 mod dropout;
 mod gru;
+#[cfg(test)]
+mod law_tests;
+#[cfg(any(test, feature = "testkit"))]
+pub mod laws;
 mod linear;
 mod lstm;
 mod lstm_cell;

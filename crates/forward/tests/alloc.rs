@@ -12,6 +12,14 @@ use stagewise_testkit::alloc::{Counting, count_allocations, mark_this_thread};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Held by each test while it runs: the counters are global, so a test counting while the other
+/// allocates (on its marked pool workers, say) would count the other's allocations.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Allocations made by `f` on this thread and on the marked workers.
 fn count(f: impl FnOnce()) -> usize {
     count_allocations(f).1
@@ -71,6 +79,7 @@ fn spec(kind: RecurrentKind, hidden: usize, layers: usize, dropout: f64) -> Recu
 
 #[test]
 fn warm_cycle_allocates_nothing() {
+    let _serial = one_at_a_time();
     assert!(count(|| drop(std::hint::black_box(vec![0u8; 16]))) > 0, "the counter must see allocations");
     // Shapes that take faer's blocked kernels (not only its tiny-matrix path), and B = 1 for the
     // matrix–vector paths; every kind, two layers with dropout.
@@ -95,6 +104,7 @@ fn warm_cycle_allocates_nothing() {
 /// every worker runs one first (see the pipeline's allocation test).
 #[test]
 fn warm_two_thread_cycle_allocates_nothing() {
+    let _serial = one_at_a_time();
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(2).start_handler(|_| mark_this_thread()).build().unwrap();
     pool.broadcast(|_| {

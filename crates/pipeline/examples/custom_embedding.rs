@@ -65,7 +65,8 @@ impl<T: Float> Op<T> for ScaledGather {
     }
 }
 
-/// The embed box "scaled_uniform" (see the module docs).
+/// The embed box "scaled_uniform" (see the module docs); generic over the float type, so the
+/// embed box's laws can be checked in `f64`.
 #[derive(Clone, Debug)]
 pub struct ScaledEmbedding<T> {
     dim: usize,
@@ -159,6 +160,17 @@ mod tests {
         let scratch = common::Scratch::new("embedding");
         run(&scratch.args(6, Args::parse_from)).unwrap();
         scratch.check_run(2, ["scaled_uniform", "lstm", "cross_entropy", "reverse", "adam"]);
+    }
+
+    /// The embed box's laws (`stagewise_embedding::laws`), which the built-in table passes too;
+    /// not the plain table's (its rows are scaled by √E).
+    #[test]
+    fn keeps_the_embed_box_s_laws() {
+        stagewise_embedding::laws::check(|| ScaledEmbedding::<f64>::new(4, 9)).unwrap();
+        stagewise_embedding::laws::check(|| ScaledEmbedding::<f64>::new(1, 2)).unwrap();
+        let err =
+            stagewise_embedding::laws::check_plain_table(|| ScaledEmbedding::<f64>::new(4, 9)).unwrap_err();
+        assert!(err.contains("not the table's row"), "{err}");
     }
 
     #[test]

@@ -239,7 +239,8 @@ impl<T: Float> Op<T> for ElmanOp {
     }
 }
 
-/// The forward box "elman": embedded vectors → Elman RNN → Linear head → logits.
+/// The forward box "elman": embedded vectors → Elman RNN → Linear head → logits; generic over
+/// the float type, so the forward box's laws can be checked in `f64`.
 #[derive(Clone, Debug)]
 pub struct ElmanForward<T> {
     hidden: usize,
@@ -332,6 +333,13 @@ mod tests {
                 "fc.bias"
             ]
         );
+    }
+
+    /// The forward box's laws (`stagewise_forward::laws`), which every built-in passes too.
+    #[test]
+    fn keeps_the_forward_box_s_laws() {
+        stagewise_forward::laws::check(|| ElmanForward::<f64>::new(4, 3), 3).unwrap();
+        stagewise_forward::laws::check(|| ElmanForward::<f64>::new(1, 5), 2).unwrap();
     }
 
     /// A tape holding an input `x` `[T·B, e]` (with grad, random), the RNN and a head of `v`.
