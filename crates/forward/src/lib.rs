@@ -100,7 +100,7 @@ fn default_layers() -> usize {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ForwardConfig {
-    /// LSTM layers followed by a Linear head.
+    /// PyTorch's `nn.LSTM` layers (gates i, f, g, o) followed by a Linear head to the vocabulary.
     Lstm {
         /// Hidden width H (default 128).
         #[serde(default = "default_hidden")]
@@ -112,7 +112,8 @@ pub enum ForwardConfig {
         #[serde(default)]
         dropout: f64,
     },
-    /// GRU layers followed by a Linear head.
+    /// PyTorch's `nn.GRU` layers (gates r, z, n; `b_hn` inside the reset product) followed by a
+    /// Linear head to the vocabulary.
     Gru {
         /// Hidden width H (default 128).
         #[serde(default = "default_hidden")]
@@ -124,7 +125,8 @@ pub enum ForwardConfig {
         #[serde(default)]
         dropout: f64,
     },
-    /// Elman RNN (`tanh`) layers followed by a Linear head.
+    /// PyTorch's `nn.RNN(nonlinearity="tanh")` (Elman) layers followed by a Linear head to the
+    /// vocabulary.
     RnnTanh {
         /// Hidden width H (default 128).
         #[serde(default = "default_hidden")]

@@ -895,8 +895,9 @@ impl Report {
         s.push_str(
             "\nTokens are target tokens (B × steps per window). MFU = tokens/s × flops_per_token / peak of the\n\
              same thread count, with flops_per_token = 6·(G·H(E+H) + (L−1)·G·H·2H + H·V) for training and a\n\
-             third of it for inference (G gate blocks: 4 LSTM, 3 GRU, 1 RNN; L layers). Peak RSS: the largest over the runs of a row, each run a fresh process\n\
-             (`VmHWM` for Stagewise, `ru_maxrss` for PyTorch), corpus preparation included.\n",
+             third of it for inference (G gate blocks: 4 LSTM, 3 GRU, 1 RNN; L layers). Peak RSS: the largest\n\
+             over the runs of a row, each run a fresh process (`VmHWM` for Stagewise, `ru_maxrss` for\n\
+             PyTorch), corpus preparation included.\n",
         );
         if let Some(w) = mfu_warning(&self.rows, &kernel_peaks(&self.gemms, None)) {
             s.push('\n');
