@@ -59,7 +59,7 @@ impl<T: Float> AlignedVec<T> {
 
     /// Like [`AlignedVec::zeroed`], but an allocation the system refuses is an error instead of
     /// an abort (see [`try_zeroed`]).
-    pub fn try_zeroed(len: usize) -> Result<Self, std::collections::TryReserveError> {
+    pub fn try_zeroed(len: usize) -> Result<Self, AllocRefused> {
         if len > 0 {
             can_allocate::<T>(len.saturating_add(ALIGN_BYTES / std::mem::size_of::<T>()))?;
         }
@@ -147,18 +147,70 @@ impl<T: Clone> Clone for AlignedVec<T> {
 /// A 2 MiB huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// Like [`zeroed`], but an allocation the system refuses is an error instead of an abort: a
-/// reservation of the same size is tried first (it touches no memory and is released at once).
-/// A size past the address space, or one the kernel will not grant, becomes a
-/// `TryReserveError` the caller can name.
-pub fn try_zeroed<T: Float>(len: usize) -> Result<Vec<T>, std::collections::TryReserveError> {
+/// Like [`zeroed`], but an allocation the system refuses is an error instead of an abort: the
+/// size is probed first (see [`can_allocate`]). A size past the address space, or one the kernel
+/// will not grant, becomes an [`AllocRefused`] the caller can name.
+pub fn try_zeroed<T: Float>(len: usize) -> Result<Vec<T>, AllocRefused> {
     can_allocate::<T>(len)?;
     Ok(zeroed(len))
 }
 
+/// A buffer the system will not provide: its size overflows the address space, or the kernel
+/// refuses to map that much memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocRefused;
+
+impl std::fmt::Display for AllocRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the system refused the allocation")
+    }
+}
+
+impl std::error::Error for AllocRefused {}
+
 /// Whether `len` elements of `T` can be allocated now (see [`try_zeroed`]).
-pub fn can_allocate<T>(len: usize) -> Result<(), std::collections::TryReserveError> {
-    Vec::<T>::new().try_reserve_exact(len)
+///
+/// On Linux the probe maps that many bytes of anonymous memory and unmaps them at once, which is
+/// the kernel's own answer and touches no page. Probing through the allocator instead (a
+/// `try_reserve` that is freed again) moved glibc's dynamic mmap threshold up to the probed
+/// size, so the model's later buffers came from the heap, where `calloc` clears them by hand:
+/// untouched buffers (an inference run's gradients and optimizer state) then cost resident
+/// memory, 30–50 MiB more at the seed size.
+pub fn can_allocate<T>(len: usize) -> Result<(), AllocRefused> {
+    let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or(AllocRefused)?;
+    if bytes > isize::MAX as usize {
+        return Err(AllocRefused);
+    }
+    if bytes == 0 { Ok(()) } else { probe_mapping(bytes) }
+}
+
+#[cfg(target_os = "linux")]
+fn probe_mapping(bytes: usize) -> Result<(), AllocRefused> {
+    #[allow(unsafe_code)]
+    // SAFETY: a fresh private anonymous mapping chosen by the kernel (address null), never
+    // dereferenced, and unmapped with the length it was mapped with; no Rust value refers to it.
+    // `MAP_NORESERVE` is not passed, so the kernel applies the same overcommit check as for the
+    // allocation that follows.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if addr == libc::MAP_FAILED {
+            return Err(AllocRefused);
+        }
+        libc::munmap(addr, bytes);
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn probe_mapping(bytes: usize) -> Result<(), AllocRefused> {
+    Vec::<u8>::new().try_reserve_exact(bytes).map_err(|_| AllocRefused)
 }
 
 /// `len` zeros, with the whole 2 MiB pages of the allocation advised as huge pages (see the
@@ -235,6 +287,22 @@ mod tests {
         assert_eq!(&copy[..], &buf[..]);
         assert_eq!(copy.as_ptr() as usize % ALIGN_BYTES, 0);
         assert_ne!(copy.as_ptr(), buf.as_ptr());
+    }
+
+    #[test]
+    fn sizes_past_the_address_space_or_the_machine_are_refused() {
+        assert_eq!(can_allocate::<f32>(usize::MAX), Err(AllocRefused));
+        assert_eq!(can_allocate::<f64>(isize::MAX as usize / 4), Err(AllocRefused));
+        // 2^46 bytes (64 TiB): more than any machine this runs on has, which the kernel refuses
+        // to map unless it is set to grant every request (`vm.overcommit_memory = 1`).
+        let grants_all =
+            std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "1");
+        if cfg!(target_os = "linux") && !grants_all {
+            assert_eq!(try_zeroed::<f32>(1 << 44).map(|v| v.len()), Err(AllocRefused));
+            assert!(AlignedVec::<f32>::try_zeroed(1 << 44).is_err());
+        }
+        assert_eq!(can_allocate::<f32>(0), Ok(()));
+        assert_eq!(try_zeroed::<f32>(1 << 20).map(|v| v.len()), Ok(1 << 20));
     }
 
     #[test]
