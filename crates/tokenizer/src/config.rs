@@ -1,6 +1,6 @@
 //! The run-time face: the config table that picks a tokenizer, and the enum it builds.
 
-use crate::{Tokenizer, WordTokenizer};
+use crate::{CharTokenizer, Tokenizer, WordTokenizer};
 use serde::{Deserialize, Serialize};
 use stagewise_core::{Result, Tokens};
 
@@ -14,6 +14,9 @@ use stagewise_core::{Result, Tokens};
 pub enum TokenizerConfig {
     /// [`WordTokenizer`]: lower-case, split on Unicode whitespace. No settings.
     Word {},
+    /// [`CharTokenizer`]: one token per Unicode character, whitespace and case kept (for
+    /// character-level models). No settings.
+    Char {},
 }
 
 impl Default for TokenizerConfig {
@@ -31,6 +34,7 @@ impl TokenizerConfig {
     pub fn build(&self) -> Result<TokenizerImpl> {
         match self {
             TokenizerConfig::Word {} => Ok(TokenizerImpl::Word(WordTokenizer)),
+            TokenizerConfig::Char {} => Ok(TokenizerImpl::Char(CharTokenizer)),
         }
     }
 }
@@ -44,6 +48,8 @@ impl TokenizerConfig {
 pub enum TokenizerImpl {
     /// See [`WordTokenizer`].
     Word(WordTokenizer),
+    /// See [`CharTokenizer`].
+    Char(CharTokenizer),
 }
 
 impl Default for TokenizerImpl {
@@ -59,25 +65,34 @@ impl From<WordTokenizer> for TokenizerImpl {
     }
 }
 
-stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word }
+impl From<CharTokenizer> for TokenizerImpl {
+    fn from(t: CharTokenizer) -> Self {
+        TokenizerImpl::Char(t)
+    }
+}
+
+stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word, Char }
     input<'a> = &'a str; output = Tokens;);
 
 impl Tokenizer for TokenizerImpl {
     fn decode(&self, tokens: &Tokens) -> String {
         match self {
             TokenizerImpl::Word(t) => t.decode(tokens),
+            TokenizerImpl::Char(t) => t.decode(tokens),
         }
     }
 
     fn tokenize(&self, text: &str) -> Result<Tokens> {
         match self {
             TokenizerImpl::Word(t) => t.tokenize(text),
+            TokenizerImpl::Char(t) => t.tokenize(text),
         }
     }
 
     fn decode_next(&self, previous: Option<&str>, token: &str) -> String {
         match self {
             TokenizerImpl::Word(t) => t.decode_next(previous, token),
+            TokenizerImpl::Char(t) => t.decode_next(previous, token),
         }
     }
 }
@@ -121,6 +136,11 @@ mod tests {
     fn reads_a_toml_table() {
         let cfg: TokenizerConfig = toml::from_str("kind = \"word\"\n").expect("valid config");
         assert_eq!(cfg, TokenizerConfig::Word {});
+        let cfg: TokenizerConfig = toml::from_str("kind = \"char\"\n").expect("valid config");
+        assert_eq!(cfg, TokenizerConfig::Char {});
+        let t = cfg.build().expect("char builds");
+        assert_eq!((t.name(), t.tokenize("分词").expect("tokenizes").len()), ("char", 2));
+        assert_eq!(TokenizerImpl::from(CharTokenizer), t);
     }
 
     #[test]

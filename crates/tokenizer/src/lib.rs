@@ -12,7 +12,9 @@
 //! - [`WordTokenizer`] (`"word"`): lower-cases with [`str::to_lowercase`] and splits on Unicode
 //!   whitespace, like torchtext's `Field(lower=True)` or Python's `text.lower().split()`, writing
 //!   each word straight into the arena.
-//! - [`TokenizerConfig`]: the serialisable choice (`kind = "word"`) read from the config file;
+//! - [`CharTokenizer`] (`"char"`): one token per Unicode scalar value, whitespace and case kept,
+//!   for character-level models; `decode(tokenize(text)) == text`.
+//! - [`TokenizerConfig`]: the serialisable choice (`kind = "word"` or `"char"`) read from the config file;
 //!   [`TokenizerConfig::build`] turns it into a [`TokenizerImpl`], the run-time face, an enum of the
 //!   built-ins that forwards every call with one `match`.
 //!
@@ -35,9 +37,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod char;
 mod config;
 mod word;
 
+pub use char::CharTokenizer;
 pub use config::{TokenizerConfig, TokenizerImpl};
 pub use word::WordTokenizer;
 
