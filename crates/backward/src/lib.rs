@@ -97,10 +97,7 @@ pub fn reverse_sweep<T: Float>(seed: SlotId, tape: &mut Tape<T>, par: Par) -> Re
     check_seed(seed, tape)?;
     tape.grad_norm = None;
     tape.grads.fill_zero_par(par);
-    let (ops, params, acts, grads) = tape.sweep_parts();
-    for op in ops.iter().rev() {
-        op.vjp(params, acts, grads, par);
-    }
+    tape.backward_all(par);
     Ok(())
 }
 

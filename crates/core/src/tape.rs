@@ -451,6 +451,16 @@ impl<T: Float> Tape<T> {
         }
     }
 
+    /// Runs every op's VJP in reverse order, accumulating into [`Tape::grads`] and overwriting
+    /// input gradients as each op's contract says; the caller seeds the output's gradient and
+    /// zeroes the arena first when it wants a fresh sweep.
+    pub fn backward_all(&mut self, par: Par) {
+        let (ops, params, acts, grads) = self.sweep_parts();
+        for op in ops.iter().rev() {
+            op.vjp(params, acts, grads, par);
+        }
+    }
+
     /// How many times [`Tape::forward_range`] has run a pair of ops overlapped: a diagnostic for
     /// tests and benchmarks.
     pub fn overlapped_runs(&self) -> u64 {

@@ -126,12 +126,7 @@ impl<E: Embedding<f64> + Sync> Bench<E> {
         }
         self.tape.acts.slot_mut(self.out).grad[..cotangent.len()].copy_from_slice(cotangent);
         let tape = &mut self.tape;
-        let mut sweep = move || {
-            let (ops, params, acts, grads) = tape.sweep_parts();
-            for op in ops.iter().rev() {
-                op.vjp(params, acts, grads, par);
-            }
-        };
+        let mut sweep = move || tape.backward_all(par);
         match par {
             Par::Seq => sweep(),
             Par::Rayon(_) => self.pool.install(sweep),
