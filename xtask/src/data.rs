@@ -139,7 +139,7 @@ fn concatenate(dir: &Path) -> Result<Vec<u8>, String> {
 
 /// Writes `bytes` to `path` through the workspace's one atomic-write helper
 /// (`stagewise_fs::write_atomically`), creating the directory first.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
@@ -147,11 +147,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// A scratch directory that is created empty and removed again on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
     /// Creates `path` empty (removing any leftover from an earlier run).
-    fn new(path: PathBuf) -> Result<Self, String> {
+    pub(crate) fn new(path: PathBuf) -> Result<Self, String> {
         if path.exists() {
             fs::remove_dir_all(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
         }
@@ -160,7 +160,7 @@ impl Scratch {
     }
 
     /// The directory.
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

@@ -17,6 +17,7 @@
 
 mod bench;
 mod data;
+mod debian;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
