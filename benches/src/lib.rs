@@ -80,7 +80,7 @@ pub fn config(name: &'static str) -> BenchConfig {
         Ok(c) => c,
         Err(e) => panic!("reading the bench configuration: {e}"),
     };
-    let VectorizerConfig::Vocab { max_size: vocab } = c.vectorizer;
+    let vocab = c.vectorizer.max_size();
     BenchConfig {
         name,
         embed: c.embedding.dim(),
@@ -207,9 +207,8 @@ impl Corpus {
     pub fn load(vocab: usize) -> Corpus {
         let text = corpus_text();
         let tokens = WordTokenizer::new().tokenize(&text).expect("the word tokenizer never fails");
-        let vectorizer = VectorizerConfig::Vocab { max_size: vocab }
-            .fit(&tokens)
-            .expect("fitting the vocabulary on the bench corpus");
+        let vectorizer =
+            VectorizerConfig::vocab(vocab).fit(&tokens).expect("fitting the vocabulary on the bench corpus");
         assert_eq!(vectorizer.vocab_size(), vocab, "the corpus has too few distinct words");
         let ids = vectorizer.vectorize(&tokens).expect("vectorizing never fails");
         Corpus { tokens, vectorizer, ids }

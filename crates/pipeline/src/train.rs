@@ -17,7 +17,7 @@ use stagewise_loss::{Loss, LossImpl};
 use stagewise_optimizer::schedule::Schedule;
 use stagewise_optimizer::{Optimizer, OptimizerImpl};
 use stagewise_tokenizer::TokenizerImpl;
-use stagewise_vectorizer::{Vectorizer, VectorizerConfig, VectorizerImpl};
+use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -385,7 +385,7 @@ fn check_memory(config: &Config, boxes: [bool; 5]) -> Result<()> {
             None => return Ok(()),
         },
     };
-    let VectorizerConfig::Vocab { max_size } = config.vectorizer;
+    let max_size = config.vectorizer.max_size();
     let corpus_bytes = std::fs::metadata(&config.data.path).map_or(0, |m| m.len());
     memory::check(&memory::estimate(config, max_size, corpus_bytes, boxes), limit, source)
 }

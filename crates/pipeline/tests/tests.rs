@@ -12,6 +12,7 @@
 //! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
+//! - [`seed_vocab`]: the seed configuration's vocabulary, pinned id for id.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
@@ -29,6 +30,7 @@ mod generic_run;
 mod parity;
 mod robust_inputs;
 mod run_dir_safety;
+mod seed_vocab;
 mod shipped_configs;
 mod stages_cli;
 mod whole_model_gradient;

@@ -65,7 +65,7 @@ pub fn tiny_config(corpus: PathBuf) -> Config {
         TrainConfig { epochs: 3, batch: 4, bptt: 8, seed: 7, threads: 1, ..TrainConfig::default() };
     config.embedding = EmbeddingConfig::table(8);
     config.forward = ForwardConfig::lstm(16);
-    config.vectorizer = VectorizerConfig::Vocab { max_size: 50 };
+    config.vectorizer = VectorizerConfig::vocab(50);
     config.optimizer.set_lr(1e-2);
     config.validate().unwrap();
     config

@@ -6,20 +6,30 @@ use stagewise_core::{Result, Tokens};
 use std::path::Path;
 
 /// Which vectorizer to use and how to fit it, as written in the config file (`[vectorizer]`
-/// table, e.g. `kind = "vocab"`, `max_size = 10000`).
+/// table, e.g. `kind = "vocab"`, `max_size = 10000`, `min_count = 2`,
+/// `specials = ["<pad>", "<bos>", "<eos>"]`).
 ///
 /// Tagged by `kind` and strict: an unknown `kind` or key is a deserialisation error that names
-/// it. The default is `vocab` with `max_size = 10000`, the seed's setting.
+/// it. The default is `vocab` with `max_size = 10000`, `min_count = 1` and no specials, the
+/// seed's setting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VectorizerConfig {
     /// The training split's most frequent tokens (ties by bytes), `<unk>` at id 0 for the rest.
     ///
-    /// [`VocabVectorizer`] fitted by [`VocabTrainer`].
+    /// [`VocabVectorizer`] fitted by [`VocabTrainer`]: `<unk>` at id 0, the `specials` at ids
+    /// 1, 2, … in the order listed, then the most frequent training tokens seen at least
+    /// `min_count` times, up to `max_size` ids in all.
     Vocab {
-        /// Most ids, `<unk>` included (default 10000, at least 2).
+        /// Most ids, `<unk>` and specials included (default 10000; at least 2 plus the specials).
         #[serde(default = "default_max_size")]
         max_size: usize,
+        /// Fewest training occurrences a token needs for an id of its own (default 1: all).
+        #[serde(default = "default_min_count")]
+        min_count: u64,
+        /// Special tokens after `<unk>`, in this order: any of "<pad>", "<bos>", "<eos>".
+        #[serde(default)]
+        specials: Vec<String>,
     },
 }
 
@@ -27,18 +37,42 @@ fn default_max_size() -> usize {
     VocabTrainer::DEFAULT_MAX_SIZE
 }
 
+fn default_min_count() -> u64 {
+    VocabTrainer::DEFAULT_MIN_COUNT
+}
+
 impl Default for VectorizerConfig {
-    /// `vocab` with `max_size = 10000`.
+    /// `vocab` with `max_size = 10000`, `min_count = 1`, no specials.
     fn default() -> Self {
-        VectorizerConfig::Vocab { max_size: VocabTrainer::DEFAULT_MAX_SIZE }
+        Self::vocab(VocabTrainer::DEFAULT_MAX_SIZE)
     }
 }
 
 impl VectorizerConfig {
+    /// `vocab` with `max_size` and the other keys at their defaults (`min_count = 1`, no
+    /// specials).
+    pub fn vocab(max_size: usize) -> Self {
+        VectorizerConfig::Vocab { max_size, min_count: VocabTrainer::DEFAULT_MIN_COUNT, specials: Vec::new() }
+    }
+
+    /// The most ids the fitted vectorizer may have (to size memory estimates before fitting).
+    pub fn max_size(&self) -> usize {
+        match self {
+            VectorizerConfig::Vocab { max_size, .. } => *max_size,
+        }
+    }
+
+    /// The trainer these settings describe, with nothing fed.
+    fn vocab_trainer(max_size: usize, min_count: u64, specials: &[String]) -> VocabTrainer {
+        VocabTrainer::new(max_size).with_min_count(min_count).with_specials(specials.to_vec())
+    }
+
     /// Checks the settings without fitting, so a bad config fails before the corpus is read.
     pub fn validate(&self) -> Result<()> {
         match self {
-            VectorizerConfig::Vocab { max_size } => VocabTrainer::new(*max_size).validate(),
+            VectorizerConfig::Vocab { max_size, min_count, specials } => {
+                Self::vocab_trainer(*max_size, *min_count, specials).validate()
+            }
         }
     }
 
@@ -47,15 +81,16 @@ impl VectorizerConfig {
     /// are checked before any token is read.
     pub fn fit<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) -> Result<VectorizerImpl> {
         match self {
-            VectorizerConfig::Vocab { max_size } => {
-                VocabTrainer::new(*max_size).fit(tokens).map(VectorizerImpl::Vocab)
+            VectorizerConfig::Vocab { max_size, min_count, specials } => {
+                Self::vocab_trainer(*max_size, *min_count, specials).fit(tokens).map(VectorizerImpl::Vocab)
             }
         }
     }
 
     /// Loads a vectorizer of the configured kind saved with [`VectorizerImpl::save`] (to generate
-    /// from, or resume with, a trained model). Fitting settings such as `max_size` are not
-    /// re-applied: the saved vocabulary is the one the model was trained with.
+    /// from, or resume with, a trained model). Fitting settings such as `max_size`, `min_count`
+    /// and `specials` are not re-applied: the saved vocabulary (its specials included) is the one
+    /// the model was trained with.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<VectorizerImpl> {
         match self {
             VectorizerConfig::Vocab { .. } => VocabVectorizer::load(path).map(VectorizerImpl::Vocab),
@@ -146,9 +181,16 @@ mod tests {
         let cfg: VectorizerConfig = toml::from_str("kind = \"vocab\"\n").expect("valid");
         assert_eq!(cfg, VectorizerConfig::default());
         let cfg: VectorizerConfig = toml::from_str("kind = \"vocab\"\nmax_size = 50\n").expect("valid");
-        assert_eq!(cfg, VectorizerConfig::Vocab { max_size: 50 });
+        assert_eq!(cfg, VectorizerConfig::vocab(50));
         let json = serde_json::to_string(&cfg).expect("serialises");
-        assert_eq!(json, r#"{"kind":"vocab","max_size":50}"#);
+        assert_eq!(json, r#"{"kind":"vocab","max_size":50,"min_count":1,"specials":[]}"#);
+        let text = "kind = \"vocab\"\nmin_count = 3\nspecials = [\"<pad>\", \"<eos>\"]\n";
+        let cfg: VectorizerConfig = toml::from_str(text).expect("valid");
+        let specials = vec!["<pad>".to_owned(), "<eos>".to_owned()];
+        assert_eq!(cfg, VectorizerConfig::Vocab { max_size: 10_000, min_count: 3, specials });
+        let json = serde_json::to_string(&cfg).expect("serialises");
+        assert_eq!(json, r#"{"kind":"vocab","max_size":10000,"min_count":3,"specials":["<pad>","<eos>"]}"#);
+        assert_eq!(serde_json::from_str::<VectorizerConfig>(&json).expect("round trip"), cfg);
     }
 
     #[test]
@@ -161,10 +203,63 @@ mod tests {
 
     #[test]
     fn validate_and_fit_reject_a_tiny_max_size() {
-        let cfg = VectorizerConfig::Vocab { max_size: 1 };
+        let cfg = VectorizerConfig::vocab(1);
         assert!(matches!(cfg.validate(), Err(Error::Config { .. })));
         assert!(matches!(cfg.fit(&Tokens::new()), Err(Error::Config { .. })));
         assert!(VectorizerConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn validate_names_the_bad_key() {
+        let specials = |s: &[&str]| s.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (
+                VectorizerConfig::Vocab {
+                    max_size: 3,
+                    min_count: 1,
+                    specials: specials(&["<pad>", "<bos>"]),
+                },
+                "vectorizer.max_size",
+                "at least 4",
+            ),
+            (
+                VectorizerConfig::Vocab { max_size: 10, min_count: 0, specials: vec![] },
+                "vectorizer.min_count",
+                "at least 1",
+            ),
+            (
+                VectorizerConfig::Vocab { max_size: 10, min_count: 1, specials: specials(&["<sep>"]) },
+                "vectorizer.specials",
+                "\"<sep>\" is not a special token",
+            ),
+            (
+                VectorizerConfig::Vocab { max_size: 10, min_count: 1, specials: specials(&["<unk>"]) },
+                "vectorizer.specials",
+                "always id 0",
+            ),
+            (
+                VectorizerConfig::Vocab {
+                    max_size: 10,
+                    min_count: 1,
+                    specials: specials(&["<eos>", "<eos>"]),
+                },
+                "vectorizer.specials",
+                "listed twice",
+            ),
+        ];
+        for (cfg, key, words) in cases {
+            match cfg.validate() {
+                Err(Error::Config { field, message }) => {
+                    assert_eq!(field, key, "{cfg:?}");
+                    assert!(message.contains(words), "{cfg:?}: {message}");
+                }
+                other => panic!("{cfg:?}: expected a config error, got {other:?}"),
+            }
+        }
+        let ok =
+            VectorizerConfig::Vocab { max_size: 4, min_count: 2, specials: specials(&["<pad>", "<bos>"]) };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.max_size(), 4);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The *vectorize* box of Stagewise: `tokens -> ids`.
 //!
 //! A vocabulary maps each token to a dense integer id that the embedding box looks up. Id 0 is
-//! always [`UNK`] (`<unk>`), the id of every token the vocabulary does not know. Like tokenizing,
+//! always [`UNK`] (`<unk>`), the id of every token the vocabulary does not know; the special
+//! tokens a config asks for ([`SPECIALS`]: `<pad>`, `<bos>`, `<eos>`) come next, in its order. Like tokenizing,
 //! vectorizing runs once over the corpus (and over a prompt), not in the training cycle. Tokens
 //! come in as a [`Tokens`] list, the tokenize box's output.
 //!
@@ -15,10 +16,11 @@
 //!   stage.
 //! - [`Vocab`]: the ordered token list with a hash index built once, saved and loaded as
 //!   versioned JSON ([`Vocab::save`], [`Vocab::load`]).
-//! - [`VocabTrainer`]: counts training tokens and keeps the `max_size - 1` most frequent (ties by
-//!   token bytes), so the vocabulary is deterministic. It produces a [`VocabVectorizer`]
-//!   (`"vocab"`).
-//! - [`VectorizerConfig`]: the serialisable choice (`kind = "vocab"`, `max_size`) read from the
+//! - [`VocabTrainer`]: counts training tokens and keeps the most frequent (ties by token bytes)
+//!   seen at least `min_count` times, up to `max_size` ids with `<unk>` and the specials, so the
+//!   vocabulary is deterministic. It produces a [`VocabVectorizer`] (`"vocab"`).
+//! - [`VectorizerConfig`]: the serialisable choice (`kind = "vocab"`, `max_size`, `min_count`,
+//!   `specials`) read from the
 //!   config file; [`VectorizerConfig::fit`] or [`VectorizerConfig::load`] give a
 //!   [`VectorizerImpl`], the run-time face, an enum of the built-ins that forwards with one `match`.
 //!
@@ -28,7 +30,7 @@
 //! use stagewise_vectorizer::{Vectorizer, VectorizerConfig};
 //!
 //! let words = |s: &str| s.split(' ').collect::<Tokens>();
-//! let config = VectorizerConfig::Vocab { max_size: 3 };
+//! let config = VectorizerConfig::vocab(3);
 //! let vectorizer = config.fit(&words("the cat and the dog and the end"))?;
 //! // "the" (3) then "and" (2); the rest are cut to fit max_size = 3 ids, <unk> included.
 //! assert_eq!(vectorizer.vocab_size(), 3);
@@ -53,6 +55,23 @@
 //! assert_eq!(vectorizer.id_of("c"), 3);
 //! # Ok::<(), stagewise_core::Error>(())
 //! ```
+//!
+//! Special tokens and a minimum count:
+//! ```
+//! use stagewise_core::Tokens;
+//! use stagewise_vectorizer::{Vectorizer, VectorizerConfig};
+//!
+//! let config: VectorizerConfig = toml::from_str(
+//!     "kind = \"vocab\"\nmin_count = 2\nspecials = [\"<bos>\", \"<eos>\"]\n",
+//! )?;
+//! let tokens: Tokens = "b a b c a b".split(' ').collect();
+//! let vectorizer = config.fit(&tokens)?;
+//! // "c" is seen once, fewer than min_count = 2 times: it is <unk>.
+//! assert_eq!(vectorizer.vocab_size(), 5);
+//! assert_eq!([vectorizer.id_of("<bos>"), vectorizer.id_of("<eos>")], [1, 2]);
+//! assert_eq!([vectorizer.id_of("b"), vectorizer.id_of("a"), vectorizer.id_of("c")], [3, 4, 0]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod config;
 mod trainer;
@@ -61,7 +80,7 @@ mod vocab_vectorizer;
 
 pub use config::{VectorizerConfig, VectorizerImpl};
 pub use trainer::VocabTrainer;
-pub use vocab::{UNK, UNK_ID, VOCAB_FILE_VERSION, Vocab};
+pub use vocab::{BOS, EOS, PAD, SPECIALS, UNK, UNK_ID, VOCAB_FILE_VERSION, Vocab};
 pub use vocab_vectorizer::VocabVectorizer;
 
 use stagewise_core::{Ctx, Result, Stage, Tokens};

@@ -1,6 +1,6 @@
 //! Fitting a vocabulary to a corpus.
 
-use crate::{UNK, VectorizerTrainer, Vocab, VocabVectorizer};
+use crate::{SPECIALS, UNK, VectorizerTrainer, Vocab, VocabVectorizer};
 use stagewise_core::{Error, Result};
 use std::collections::HashMap;
 
@@ -8,22 +8,38 @@ use std::collections::HashMap;
 /// ([`VectorizerTrainer`]).
 ///
 /// [`feed`](VectorizerTrainer::feed) counts every token;
-/// [`finish`](VectorizerTrainer::finish) sorts by count descending then by token bytes
-/// ascending, keeps the first `max_size - 1` and puts [`UNK`] in front at id 0. The sort makes
-/// the result deterministic: it depends only on the multiset of tokens fed, not on their order,
-/// on how they were split across `feed` calls, or on hash-map iteration. With fewer distinct
-/// tokens than `max_size - 1`, the vocabulary is smaller: V = distinct + 1.
+/// [`finish`](VectorizerTrainer::finish) drops the tokens seen fewer than `min_count` times,
+/// sorts the rest by count descending then by token bytes ascending, keeps the first
+/// `max_size - 1 - specials.len()` and puts [`UNK`] in front at id 0, then the `specials` at
+/// ids 1, 2, … in the order given. The sort makes the result deterministic: it depends only on
+/// the multiset of tokens fed, not on their order, on how they were split across `feed` calls,
+/// or on hash-map iteration. With fewer tokens left than that, the vocabulary is smaller:
+/// V = 1 + specials + tokens kept.
+///
+/// With the defaults (`min_count` 1, no specials) this is the seed's vocabulary: `<unk>`, then
+/// the `max_size - 1` most frequent training tokens.
 ///
 /// A literal `"<unk>"` in the training tokens is treated as unknown: it is not ranked, and its
-/// occurrences count towards `<unk>` (id 0), as do those of the tokens cut by `max_size`.
+/// occurrences count towards `<unk>` (id 0), as do those of the tokens cut by `min_count` or
+/// `max_size`. A literal configured special (`"<eos>"` with `specials = ["<eos>"]`) is not ranked
+/// either: its occurrences are that special's count, so a special never collides with a corpus
+/// token. A special that is not configured is an ordinary token.
 ///
 /// Memory: one owned copy of each *distinct* token (made when it is first seen) and its count,
 /// so feeding a million-token corpus costs its vocabulary, not its length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VocabTrainer {
-    /// Most ids the vocabulary may have, `<unk>` included. At least 2 (`<unk>` and one word).
+    /// Most ids the vocabulary may have, `<unk>` and the specials included. At least 2 plus the
+    /// number of specials (`<unk>`, the specials and one word).
     pub max_size: usize,
-    /// Occurrences of each distinct token fed so far, literal `<unk>` excluded.
+    /// Fewest training occurrences a token needs for an id of its own (at least 1; 1 keeps
+    /// every token `max_size` leaves room for).
+    pub min_count: u64,
+    /// Special tokens placed after `<unk>`, in this order: each one of
+    /// [`SPECIALS`](crate::SPECIALS), none twice.
+    pub specials: Vec<String>,
+    /// Occurrences of each distinct token fed so far, literal `<unk>` excluded (literal
+    /// specials are set apart by `finish`, so the specials may be set at any time).
     counts: HashMap<String, u64>,
     /// Occurrences of literal `<unk>` fed so far.
     unk_count: u64,
@@ -33,20 +49,69 @@ impl VocabTrainer {
     /// The default `max_size`, the seed's 10 000 ids.
     pub const DEFAULT_MAX_SIZE: usize = 10_000;
 
-    /// A trainer keeping at most `max_size` ids, with nothing fed yet; `max_size` is checked by
-    /// [`validate`](VocabTrainer::validate), which `feed` and `finish` call.
+    /// The default `min_count`: every token counts.
+    pub const DEFAULT_MIN_COUNT: u64 = 1;
+
+    /// A trainer keeping at most `max_size` ids, every token seen at least once, no specials,
+    /// with nothing fed yet; the settings are checked by [`validate`](VocabTrainer::validate),
+    /// which `feed` and `finish` call.
     pub fn new(max_size: usize) -> Self {
-        VocabTrainer { max_size, counts: HashMap::new(), unk_count: 0 }
+        VocabTrainer {
+            max_size,
+            min_count: Self::DEFAULT_MIN_COUNT,
+            specials: Vec::new(),
+            counts: HashMap::new(),
+            unk_count: 0,
+        }
     }
 
-    /// Errors ([`Error::Config`] on `vectorizer.max_size`) if `max_size < 2`: a vocabulary of
-    /// `<unk>` alone would map every token to the same id.
+    /// This trainer keeping only the tokens seen at least `min_count` times.
+    pub fn with_min_count(mut self, min_count: u64) -> Self {
+        self.min_count = min_count;
+        self
+    }
+
+    /// This trainer placing `specials` after `<unk>`, in this order.
+    pub fn with_specials(mut self, specials: Vec<String>) -> Self {
+        self.specials = specials;
+        self
+    }
+
+    /// Errors ([`Error::Config`] naming the key) if `max_size` leaves no room for one corpus
+    /// token (a vocabulary of `<unk>` and specials alone would map every word to the same id),
+    /// if `min_count` is 0, or if a special is not one of [`SPECIALS`](crate::SPECIALS) or is
+    /// listed twice.
     pub fn validate(&self) -> Result<()> {
-        if self.max_size < 2 {
+        for (i, special) in self.specials.iter().enumerate() {
+            if special == UNK {
+                return Err(Error::config(
+                    "vectorizer.specials",
+                    format!("{UNK:?} is always id 0 and need not be listed; the specials are {SPECIALS:?}"),
+                ));
+            }
+            if !SPECIALS.contains(&special.as_str()) {
+                return Err(Error::config(
+                    "vectorizer.specials",
+                    format!("{special:?} is not a special token; choose from {SPECIALS:?}"),
+                ));
+            }
+            if self.specials[..i].contains(special) {
+                return Err(Error::config("vectorizer.specials", format!("{special:?} is listed twice")));
+            }
+        }
+        let least = 2 + self.specials.len();
+        if self.max_size < least {
+            let what = match self.specials.len() {
+                0 => String::from("<unk> and one token"),
+                n => format!("<unk>, {n} specials and one token"),
+            };
             return Err(Error::config(
                 "vectorizer.max_size",
-                format!("must be at least 2 (<unk> and one token), got {}", self.max_size),
+                format!("must be at least {least} ({what}), got {}", self.max_size),
             ));
+        }
+        if self.min_count == 0 {
+            return Err(Error::config("vectorizer.min_count", "must be at least 1 (1 keeps every token)"));
         }
         Ok(())
     }
@@ -84,24 +149,29 @@ impl VectorizerTrainer for VocabTrainer {
     }
 
     /// Ranks the counted tokens and builds the vocabulary (see [`VocabTrainer`]).
-    fn finish(self) -> Result<VocabVectorizer> {
+    fn finish(mut self) -> Result<VocabVectorizer> {
         self.validate()?;
+        let specials = self.specials.len();
+        let mut vocab_tokens = Vec::with_capacity(self.max_size.min(self.counts.len() + 1 + specials));
+        let mut vocab_counts = Vec::with_capacity(vocab_tokens.capacity());
+        vocab_tokens.push(UNK.to_owned());
+        vocab_counts.push(self.unk_count);
+        for special in &self.specials {
+            vocab_counts.push(self.counts.remove(special).unwrap_or(0));
+            vocab_tokens.push(special.clone());
+        }
         let mut ranked: Vec<(String, u64)> = self.counts.into_iter().collect();
         // Keys are distinct, so the order is total and an unstable sort is deterministic.
         ranked.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
-        let keep = ranked.len().min(self.max_size - 1);
-        let unk_count = self.unk_count + ranked[keep..].iter().map(|&(_, c)| c).sum::<u64>();
+        let frequent = ranked.partition_point(|&(_, c)| c >= self.min_count);
+        let keep = frequent.min(self.max_size - 1 - specials);
+        vocab_counts[0] += ranked[keep..].iter().map(|&(_, c)| c).sum::<u64>();
         ranked.truncate(keep);
-
-        let mut vocab_tokens = Vec::with_capacity(keep + 1);
-        let mut vocab_counts = Vec::with_capacity(keep + 1);
-        vocab_tokens.push(UNK.to_owned());
-        vocab_counts.push(unk_count);
         for (token, count) in ranked {
             vocab_tokens.push(token);
             vocab_counts.push(count);
         }
-        Ok(VocabVectorizer::new(Vocab::new(vocab_tokens, Some(vocab_counts))?))
+        Ok(VocabVectorizer::new(Vocab::with_specials(vocab_tokens, specials, Some(vocab_counts))?))
     }
 }
 
@@ -166,6 +236,44 @@ mod tests {
         let fed = trainer.finish().expect("fits");
         assert_eq!(fed, fitted);
         assert_eq!(fed, VocabTrainer::new(4).fit(words("c a b é b B z c a b B <unk> é")).expect("fits"));
+    }
+
+    #[test]
+    fn min_count_cuts_rare_tokens_into_unk() {
+        // Counts: b 3, a 2, c 2, B 2, é 2, z 1, <unk> 1.
+        let corpus = words("c a b é b B z c a b B <unk> é");
+        let v = VocabTrainer::new(100).with_min_count(2).fit(corpus.clone()).expect("fits");
+        assert_eq!(v.vocab().tokens(), words("<unk> b B a c é"));
+        assert_eq!(v.vocab().counts(), Some(&[2, 3, 2, 2, 2, 2][..]));
+        let v = VocabTrainer::new(100).with_min_count(3).fit(corpus.clone()).expect("fits");
+        assert_eq!(v.vocab().tokens(), words("<unk> b"));
+        assert_eq!(v.vocab().counts(), Some(&[10, 3][..]));
+        // Both limits: min_count keeps 5 tokens, max_size 4 ids keeps 3 of them.
+        let v = VocabTrainer::new(4).with_min_count(2).fit(corpus.clone()).expect("fits");
+        assert_eq!(v.vocab().tokens(), words("<unk> b B a"));
+        let v = VocabTrainer::new(100).with_min_count(4).fit(corpus).expect("fits");
+        assert_eq!(v.vocab().tokens(), words("<unk>"));
+    }
+
+    #[test]
+    fn specials_follow_unk_in_order_and_never_collide_with_corpus_tokens() {
+        let specials = |s: &str| words(s).into_iter().map(String::from).collect::<Vec<_>>();
+        // "<eos>" appears in the text twice; "<pad>" is not configured, so it is a word.
+        let corpus = words("a <eos> b a <pad> <eos> <pad> <pad>");
+        let v =
+            VocabTrainer::new(100).with_specials(specials("<eos> <bos>")).fit(corpus.clone()).expect("fits");
+        assert_eq!(v.vocab().tokens(), words("<unk> <eos> <bos> <pad> a b"));
+        assert_eq!(v.vocab().specials(), specials("<eos> <bos>"));
+        assert_eq!(v.vocab().counts(), Some(&[0, 2, 0, 3, 2, 1][..]));
+        // max_size counts the specials: 5 ids leave room for one word.
+        let v = VocabTrainer::new(5).with_specials(specials("<pad> <bos> <eos>")).fit(corpus).expect("fits");
+        assert_eq!(v.vocab().tokens(), words("<unk> <pad> <bos> <eos> a"));
+        assert_eq!(v.vocab().counts(), Some(&[1, 3, 0, 2, 2][..]));
+        // Setting the specials after feeding gives the same vocabulary.
+        let mut late = VocabTrainer::new(5);
+        late.feed(words("a <eos> b a <pad> <eos> <pad> <pad>")).expect("valid");
+        let late = late.with_specials(specials("<pad> <bos> <eos>")).finish().expect("fits");
+        assert_eq!(late.vocab().tokens(), words("<unk> <pad> <bos> <eos> a"));
     }
 
     #[test]

@@ -14,13 +14,29 @@ pub const UNK: &str = "<unk>";
 /// The id of [`UNK`].
 pub const UNK_ID: u32 = 0;
 
-/// The version of the vocabulary file format this build writes and the only one it reads.
-pub const VOCAB_FILE_VERSION: u64 = 1;
+/// The padding token, a special a config may ask for (`specials = ["<pad>"]`).
+pub const PAD: &str = "<pad>";
+
+/// The beginning-of-sequence token, a special a config may ask for.
+pub const BOS: &str = "<bos>";
+
+/// The end-of-sequence token, a special a config may ask for.
+pub const EOS: &str = "<eos>";
+
+/// The special tokens a vocabulary may hold besides [`UNK`], which is always there at id 0.
+/// Configured ones take ids 1, 2, … in the order the config lists them, before every corpus
+/// token; a vocabulary without them has none (the seed's).
+pub const SPECIALS: [&str; 3] = [PAD, BOS, EOS];
+
+/// The version of the vocabulary file format this build writes. Version 2 added `specials`;
+/// version 1 files (no specials) are still read.
+pub const VOCAB_FILE_VERSION: u64 = 2;
 
 /// The `kind` a vocabulary file declares, so a file meant for another vectorizer is refused.
 const VOCAB_FILE_KIND: &str = "vocab";
 
-/// A fixed mapping between tokens and dense ids `0..len()`, with [`UNK`] at id 0.
+/// A fixed mapping between tokens and dense ids `0..len()`, with [`UNK`] at id 0 and the
+/// special tokens asked for ([`SPECIALS`]) at ids `1..=specials().len()`.
 ///
 /// Immutable once built, and always valid: every constructor checks that `<unk>` is at id 0,
 /// that no token appears twice and that ids fit in `u32`, so a stage holding a `Vocab` never
@@ -32,14 +48,16 @@ const VOCAB_FILE_KIND: &str = "vocab";
 #[derive(Clone, Debug)]
 pub struct Vocab {
     tokens: Vec<String>,
+    /// How many tokens after `<unk>` are specials (`tokens[1..=specials]`).
+    specials: usize,
     counts: Option<Vec<u64>>,
     index: HashMap<String, u32>,
 }
 
 impl PartialEq for Vocab {
-    /// Equal when the token lists and counts are; the index is derived from the tokens.
+    /// Equal when the token lists, specials and counts are; the index is derived from the tokens.
     fn eq(&self, other: &Self) -> bool {
-        self.tokens == other.tokens && self.counts == other.counts
+        self.tokens == other.tokens && self.specials == other.specials && self.counts == other.counts
     }
 }
 
@@ -52,6 +70,9 @@ struct VocabFile {
     #[allow(dead_code)] // checked before this struct is parsed, kept so the field is not "unknown"
     version: u64,
     kind: String,
+    /// Absent in version 1 files, which had no specials.
+    #[serde(default)]
+    specials: Vec<String>,
     tokens: Vec<String>,
     #[serde(default)]
     counts: Option<Vec<u64>>,
@@ -62,6 +83,7 @@ struct VocabFile {
 struct VocabFileRef<'a> {
     version: u64,
     kind: &'a str,
+    specials: &'a [String],
     tokens: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<&'a [u64]>,
@@ -74,12 +96,25 @@ impl Vocab {
     ///
     /// Errors ([`Error::Data`]) if `<unk>` is not at id 0, a token appears twice, the counts do
     /// not match the tokens one to one, or there are more tokens than `u32` ids.
+    ///
+    /// The vocabulary has no specials: a `"<pad>"` in `tokens` is an ordinary token.
     pub fn new(tokens: Vec<String>, counts: Option<Vec<u64>>) -> Result<Self> {
-        Self::validated(tokens, counts, "vocabulary")
+        Self::validated(tokens, 0, counts, "vocabulary")
     }
 
-    /// [`Vocab::new`] with `context` (a file name, usually) at the front of every error.
-    pub(crate) fn validated(tokens: Vec<String>, counts: Option<Vec<u64>>, context: &str) -> Result<Self> {
+    /// Like [`Vocab::new`], with `tokens[1..=specials]` the special tokens (each one of
+    /// [`SPECIALS`]); errors if one is not.
+    pub fn with_specials(tokens: Vec<String>, specials: usize, counts: Option<Vec<u64>>) -> Result<Self> {
+        Self::validated(tokens, specials, counts, "vocabulary")
+    }
+
+    /// [`Vocab::with_specials`] with `context` (a file name, usually) at the front of every error.
+    pub(crate) fn validated(
+        tokens: Vec<String>,
+        specials: usize,
+        counts: Option<Vec<u64>>,
+        context: &str,
+    ) -> Result<Self> {
         match tokens.first() {
             Some(first) if first == UNK => {}
             Some(first) => {
@@ -98,6 +133,20 @@ impl Vocab {
                 format!("{} tokens do not fit in u32 ids (at most 2^32)", tokens.len()),
             ));
         }
+        if specials >= tokens.len() {
+            return Err(Error::data(
+                context,
+                format!("{specials} specials do not fit in {} tokens after {UNK:?}", tokens.len() - 1),
+            ));
+        }
+        if let Some((id, token)) =
+            (1u32..).zip(&tokens[1..=specials]).find(|(_, t)| !SPECIALS.contains(&t.as_str()))
+        {
+            return Err(Error::data(
+                context,
+                format!("special id {id} is {token:?}, not one of {SPECIALS:?}"),
+            ));
+        }
         let counts_len = counts.as_ref().map_or(tokens.len(), Vec::len);
         if counts_len != tokens.len() {
             return Err(Error::data(
@@ -114,7 +163,7 @@ impl Vocab {
                 ));
             }
         }
-        Ok(Vocab { tokens, counts, index })
+        Ok(Vocab { tokens, specials, counts, index })
     }
 
     /// The number of ids V, `<unk>` included.
@@ -143,19 +192,26 @@ impl Vocab {
         &self.tokens
     }
 
+    /// The special tokens after `<unk>` (ids `1..=specials().len()`), empty unless configured.
+    pub fn specials(&self) -> &[String] {
+        &self.tokens[1..=self.specials]
+    }
+
     /// Training counts in id order, if the vocabulary was trained (or loaded with counts):
     /// useful for reports and for frequency-based sampling later.
     pub fn counts(&self) -> Option<&[u64]> {
         self.counts.as_deref()
     }
 
-    /// The vocabulary as a JSON document: `version` (1), `kind` (`"vocab"`), `tokens` in id order
-    /// and, if known, `counts`. This is the file format of [`Vocab::save`], exposed so a
+    /// The vocabulary as a JSON document: `version` (2), `kind` (`"vocab"`), `specials` (the
+    /// special tokens after `<unk>`, possibly none), `tokens` in id order (`<unk>` and the
+    /// specials included) and, if known, `counts`. This is the file format of [`Vocab::save`], exposed so a
     /// checkpoint can embed it.
     pub fn to_json(&self) -> String {
         let file = VocabFileRef {
             version: VOCAB_FILE_VERSION,
             kind: VOCAB_FILE_KIND,
+            specials: self.specials(),
             tokens: &self.tokens,
             counts: self.counts.as_deref(),
         };
@@ -166,8 +222,10 @@ impl Vocab {
     /// every error message.
     ///
     /// Errors ([`Error::Data`]) name what is wrong: invalid JSON (with line and column), a
-    /// missing or unsupported `version`, a missing or unknown field, a wrong `kind`, and every
-    /// check of [`Vocab::new`] (`<unk>` not at id 0, duplicate token, counts mismatch).
+    /// missing or unsupported `version`, a missing or unknown field, a wrong `kind`, `specials`
+    /// that are not the tokens after `<unk>`, and every check of [`Vocab::with_specials`] (`<unk>`
+    /// not at id 0, an unknown special, duplicate token, counts mismatch). Version 1 files (no
+    /// `specials`) are read as vocabularies without specials.
     pub fn from_json(text: &str, context: &str) -> Result<Self> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| Error::data(context, format!("not valid JSON: {e}")))?;
@@ -175,15 +233,22 @@ impl Vocab {
             return Err(Error::data(context, "expected a JSON object with `version`, `kind` and `tokens`"));
         };
         // The version is checked first: a future version may lay out the other fields differently.
-        match object.get("version") {
+        let version = match object.get("version") {
             None => return Err(Error::data(context, "missing field `version`")),
-            Some(v) if v.as_u64() == Some(VOCAB_FILE_VERSION) => {}
-            Some(v) => {
-                return Err(Error::data(
-                    context,
-                    format!("unsupported `version` {v}; this build reads version {VOCAB_FILE_VERSION}"),
-                ));
-            }
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=VOCAB_FILE_VERSION) => n,
+                _ => {
+                    return Err(Error::data(
+                        context,
+                        format!(
+                            "unsupported `version` {v}; this build reads versions 1 to {VOCAB_FILE_VERSION}"
+                        ),
+                    ));
+                }
+            },
+        };
+        if version == 1 && object.contains_key("specials") {
+            return Err(Error::data(context, "`specials` needs `version` 2 or later"));
         }
         let file: VocabFile =
             serde_json::from_value(value).map_err(|e| Error::data(context, e.to_string()))?;
@@ -193,7 +258,14 @@ impl Vocab {
                 format!("`kind` is {:?}, expected {VOCAB_FILE_KIND:?}", file.kind),
             ));
         }
-        Self::validated(file.tokens, file.counts, context)
+        let specials = file.specials.len();
+        if file.tokens.get(1..=specials).is_some_and(|s| s != file.specials.as_slice()) {
+            return Err(Error::data(
+                context,
+                format!("`specials` {:?} are not the tokens after {UNK:?}, in order", file.specials),
+            ));
+        }
+        Self::validated(file.tokens, specials, file.counts, context)
     }
 
     /// Writes the vocabulary to `path` as JSON ([`Vocab::to_json`]), atomically
@@ -254,11 +326,30 @@ mod tests {
     }
 
     #[test]
-    fn json_round_trips_with_and_without_counts() {
-        for counts in [None, Some(vec![7, 3, 3])] {
-            let v = Vocab::new(strings(&["<unk>", "é\"quoted\"", "tab\there"]), counts).expect("valid");
+    fn json_round_trips_with_and_without_counts_and_specials() {
+        for counts in [None, Some(vec![7, 3, 3, 0])] {
+            let v = Vocab::new(strings(&["<unk>", "é\"quoted\"", "tab\there", "<pad>"]), counts.clone())
+                .expect("valid");
+            assert_eq!(v.specials(), &[] as &[String]);
             assert_eq!(Vocab::from_json(&v.to_json(), "mem").expect("round trip"), v);
+            let v =
+                Vocab::with_specials(strings(&["<unk>", "<eos>", "<pad>", "a"]), 2, counts).expect("valid");
+            assert_eq!(v.specials(), strings(&["<eos>", "<pad>"]));
+            let back = Vocab::from_json(&v.to_json(), "mem").expect("round trip");
+            assert_eq!((&back, back.specials()), (&v, v.specials()));
         }
+        // The same tokens with and without specials are different vocabularies.
+        let plain = Vocab::new(strings(&["<unk>", "<eos>"]), None).expect("valid");
+        assert_ne!(plain, Vocab::with_specials(strings(&["<unk>", "<eos>"]), 1, None).expect("valid"));
+    }
+
+    #[test]
+    fn version_1_files_are_read_without_specials() {
+        let v =
+            Vocab::from_json(r#"{"version": 1, "kind": "vocab", "tokens": ["<unk>", "<eos>", "a"]}"#, "old")
+                .expect("version 1 is still read");
+        assert_eq!((v.len(), v.specials().len(), v.id_of("<eos>")), (3, 0, 1));
+        assert!(v.to_json().contains("\"version\": 2"), "{}", v.to_json());
     }
 
     #[test]
@@ -267,7 +358,28 @@ mod tests {
             ("{", "not valid JSON"),
             ("[1, 2]", "expected a JSON object"),
             (r#"{"kind": "vocab", "tokens": ["<unk>"]}"#, "missing field `version`"),
-            (r#"{"version": 2, "kind": "vocab", "tokens": ["<unk>"]}"#, "unsupported `version` 2"),
+            (r#"{"version": 3, "kind": "vocab", "tokens": ["<unk>"]}"#, "unsupported `version` 3"),
+            (r#"{"version": 0, "kind": "vocab", "tokens": ["<unk>"]}"#, "unsupported `version` 0"),
+            (
+                r#"{"version": 1, "kind": "vocab", "specials": [], "tokens": ["<unk>"]}"#,
+                "`specials` needs `version` 2",
+            ),
+            (
+                r#"{"version": 2, "kind": "vocab", "specials": ["<eos>"], "tokens": ["<unk>", "a", "<eos>"]}"#,
+                "are not the tokens after",
+            ),
+            (
+                r#"{"version": 2, "kind": "vocab", "specials": ["<eos>"], "tokens": ["<unk>"]}"#,
+                "1 specials do not fit",
+            ),
+            (
+                r#"{"version": 2, "kind": "vocab", "specials": ["a"], "tokens": ["<unk>", "a"]}"#,
+                "special id 1 is \"a\", not one of",
+            ),
+            (
+                r#"{"version": 2, "kind": "vocab", "specials": ["<eos>"], "tokens": ["<unk>", "<eos>", "<eos>"]}"#,
+                "duplicate token \"<eos>\" at ids 1 and 2",
+            ),
             (r#"{"version": "1", "kind": "vocab", "tokens": ["<unk>"]}"#, "unsupported `version` \"1\""),
             (r#"{"version": 1, "kind": "vocab"}"#, "missing field `tokens`"),
             (r#"{"version": 1, "tokens": ["<unk>"]}"#, "missing field `kind`"),

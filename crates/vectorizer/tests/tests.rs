@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use stagewise_core::{Ctx, Error, Stage, Tokens};
 use stagewise_vectorizer::{
-    UNK, Vectorizer, VectorizerConfig, VectorizerTrainer, Vocab, VocabTrainer, VocabVectorizer,
+    SPECIALS, UNK, Vectorizer, VectorizerConfig, VectorizerTrainer, Vocab, VocabTrainer, VocabVectorizer,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -50,7 +50,90 @@ fn reference_vocab(tokens: &[String], max_size: usize) -> Vec<String> {
     std::iter::once(UNK).chain(ranked.into_iter().map(|(t, _)| t)).take(max_size).map(String::from).collect()
 }
 
+/// Training tokens as [`corpus`], with literal specials mixed in.
+fn corpus_with_specials() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(
+        prop_oneof![8 => "[a-dA-Dé]{1,2}", 1 => Just(UNK.to_owned()), 1 => prop::sample::select(&SPECIALS[..]).prop_map(String::from)],
+        0..300,
+    )
+}
+
+/// Some of the specials, in any order, none twice.
+fn specials() -> impl Strategy<Value = Vec<String>> {
+    prop::sample::subsequence(&SPECIALS[..], 0..=3)
+        .prop_shuffle()
+        .prop_map(|s| s.into_iter().map(String::from).collect())
+}
+
+/// The vocabulary with `min_count` and `specials`, the slow obvious way: `<unk>`, the specials,
+/// then the reference ranking of the other tokens seen at least `min_count` times.
+fn reference_vocab_with(
+    tokens: &[String],
+    max_size: usize,
+    min_count: u64,
+    specials: &[String],
+) -> Vec<String> {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for t in tokens.iter().filter(|t| t.as_str() != UNK && !specials.contains(t)) {
+        *counts.entry(t).or_default() += 1;
+    }
+    let mut ranked: Vec<(&str, u64)> = counts.into_iter().filter(|&(_, c)| c >= min_count).collect();
+    ranked.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+    std::iter::once(UNK)
+        .chain(specials.iter().map(String::as_str))
+        .chain(ranked.into_iter().map(|(t, _)| t))
+        .take(max_size)
+        .map(String::from)
+        .collect()
+}
+
 proptest! {
+    #[test]
+    fn options_match_the_reference_and_keep_the_invariants(
+        tokens in corpus_with_specials(),
+        extra in 0usize..30,
+        min_count in 1u64..5,
+        specials in specials(),
+    ) {
+        let max_size = 2 + specials.len() + extra;
+        let trainer = VocabTrainer::new(max_size).with_min_count(min_count).with_specials(specials.clone());
+        let v = trainer.fit(&tokens_of(&tokens))?;
+        let vocab = v.vocab();
+        prop_assert_eq!(vocab.tokens(), reference_vocab_with(&tokens, max_size, min_count, &specials));
+        // Specials get ids 1.. in the order given, whatever the corpus holds.
+        prop_assert_eq!(vocab.specials(), &specials[..]);
+        for (id, special) in (1u32..).zip(&specials) {
+            prop_assert_eq!(v.id_of(special), id);
+        }
+        // Every id is used once (dense), every count is accounted for.
+        prop_assert!(v.vocab_size() <= max_size);
+        let ids = v.vectorize(&tokens_of(vocab.tokens()))?;
+        prop_assert_eq!(ids, (0..v.vocab_size() as u32).collect::<Vec<_>>());
+        let counts = vocab.counts().expect("trained vocabularies keep counts");
+        prop_assert_eq!(counts.iter().sum::<u64>(), tokens.len() as u64);
+        // Every corpus token kept was seen at least min_count times.
+        prop_assert!(counts[1 + specials.len()..].iter().all(|&c| c >= min_count));
+        // Deterministic, independent of order, and round-trips through its file.
+        let mut shuffled = tokens.clone();
+        shuffled.reverse();
+        prop_assert_eq!(&trainer.fit(&tokens_of(&shuffled))?, &v);
+        let path = temp_path("options.json");
+        v.save(&path)?;
+        let loaded = VocabVectorizer::load(&path);
+        std::fs::remove_file(&path).ok();
+        let loaded = loaded?;
+        prop_assert_eq!(loaded.vocab().specials(), &specials[..]);
+        prop_assert_eq!(loaded, v);
+    }
+
+    #[test]
+    fn default_options_are_the_plain_trainer(tokens in corpus_with_specials(), max_size in 2usize..30) {
+        let config = VectorizerConfig::Vocab { max_size, min_count: 1, specials: vec![] };
+        let plain = fit(&tokens, max_size)?;
+        prop_assert_eq!(plain.vocab().tokens(), reference_vocab(&tokens, max_size));
+        prop_assert_eq!(config.fit(&tokens_of(&tokens))?, plain.into());
+    }
+
     #[test]
     fn matches_the_reference_ranking(tokens in corpus(), max_size in 2usize..30) {
         let v = fit(&tokens, max_size)?;
@@ -156,7 +239,7 @@ proptest! {
 #[test]
 fn config_fit_save_and_load_round_trip() {
     let tokens: Tokens = "to be or not to be".split(' ').collect();
-    let cfg = VectorizerConfig::Vocab { max_size: 4 };
+    let cfg = VectorizerConfig::vocab(4);
     let v = cfg.fit(&tokens).expect("fits");
     let path = temp_path("config.json");
     v.save(&path).expect("saves");
@@ -169,7 +252,7 @@ fn config_fit_save_and_load_round_trip() {
     let prefix = cfg.fit(tokens.iter().take(4)).expect("fits");
     assert_eq!(prefix, cfg.fit(&Tokens::from(&["to", "be", "or", "not"][..])).expect("fits"));
     // The file is self-describing and its version comes first.
-    assert!(text.trim_start().starts_with("{\n  \"version\": 1,\n  \"kind\": \"vocab\""), "{text}");
+    assert!(text.trim_start().starts_with("{\n  \"version\": 2,\n  \"kind\": \"vocab\""), "{text}");
 }
 
 #[test]
@@ -197,6 +280,10 @@ fn load_errors_name_the_file_and_the_problem() {
         (b"{\"version\": 1, \"kind\": \"vocab\"}", "missing field `tokens`"),
         (b"{\"kind\": \"vocab\", \"tokens\": [\"<unk>\"]}", "missing field `version`"),
         (b"{\"version\": 7, \"kind\": \"vocab\", \"tokens\": [\"<unk>\"]}", "unsupported `version` 7"),
+        (
+            b"{\"version\": 2, \"kind\": \"vocab\", \"specials\": [\"<bos>\"], \"tokens\": [\"<unk>\", \"<eos>\"]}",
+            "are not the tokens after",
+        ),
         (
             b"{\"version\": 1, \"kind\": \"vocab\", \"tokens\": [\"<unk>\", \"a\", \"a\"]}",
             "duplicate token \"a\"",
