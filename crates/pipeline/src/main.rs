@@ -289,8 +289,10 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         let mut model = loaded.model(config.train.batch, config.train.bptt)?;
         let cx = Ctx { par: par_for_threads(threads), mode: Mode::Eval, step: 0, seed: config.train.seed };
         let stats = evaluate(&mut model, &test, config.train.bptt, &cx)?;
+        let per_char =
+            data.nats_per_char(stats.loss()).map(|x| format!(" | test nats/char {x:.4}")).unwrap_or_default();
         println!(
-            "test loss {:.4} | test ppl {:.2} | test acc {:.4} | {}",
+            "test loss {:.4} | test ppl {:.2} | test acc {:.4}{per_char} | {}",
             stats.loss(),
             stats.perplexity(),
             stats.accuracy(),

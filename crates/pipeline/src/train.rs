@@ -16,7 +16,7 @@ use stagewise_forward::{Forward, ForwardImpl};
 use stagewise_loss::{Loss, LossImpl};
 use stagewise_optimizer::schedule::Schedule;
 use stagewise_optimizer::{Optimizer, OptimizerImpl};
-use stagewise_tokenizer::TokenizerImpl;
+use stagewise_tokenizer::{Tokenizer, TokenizerImpl};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,6 +34,14 @@ pub struct EpochMetrics {
     pub test_ppl: f64,
     /// Fraction of test targets that are the arg-max of the logits.
     pub test_acc: f64,
+    /// The test loss per character of the test text rather than per token, so that tokenizers
+    /// can be compared on one scale: `test_loss × test tokens / test characters`, the characters
+    /// counted from the start of the test split's first token to the end of the corpus,
+    /// whitespace included (docs/evaluation.md). Equal to `test_loss` for the `char` tokenizer.
+    /// Absent if the tokenizer cannot say where its tokens start
+    /// ([`Tokenizer::token_start`](stagewise_tokenizer::Tokenizer::token_start)).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_nats_per_char: Option<f64>,
     /// Training target tokens per second of this epoch's training time.
     pub tokens_per_s: f64,
     /// Wall time since training started (seconds).
@@ -124,6 +132,18 @@ pub struct PreparedData {
     pub test_ids: Vec<u32>,
     /// Tokens in the corpus.
     pub tokens: usize,
+    /// Characters (Unicode scalar values) of the corpus text from the start of the test split's
+    /// first token to the end, whitespace included; `None` if the tokenizer cannot say where
+    /// its tokens start.
+    pub test_chars: Option<usize>,
+}
+
+impl PreparedData {
+    /// `loss` (nats per test token) as nats per test character: the test split's total NLL,
+    /// every test token counted at the mean `loss`, over [`PreparedData::test_chars`].
+    pub fn nats_per_char(&self, loss: f64) -> Option<f64> {
+        self.test_chars.map(|chars| loss * self.test_ids.len() as f64 / chars.max(1) as f64)
+    }
 }
 
 /// Reads, tokenizes, splits, fits the vocabulary on the training split and encodes both splits.
@@ -142,7 +162,8 @@ pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) ->
     let cx = Ctx::seq();
     let tokenizer = config.tokenizer.build()?;
     let mut tokens = Tokens::new();
-    tokenizer.run(&read_corpus(&config.data.path)?, &mut tokens, &cx)?;
+    let text = read_corpus(&config.data.path)?;
+    tokenizer.run(&text, &mut tokens, &cx)?;
     let count = tokens.len();
     let n_test = test_count(count, config.data.test_fraction);
     if n_test == 0 {
@@ -155,6 +176,8 @@ pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) ->
         ));
     }
     let n_train = count - n_test;
+    let test_chars = tokenizer.token_start(&text, n_train).map(|at| text[at..].chars().count());
+    drop(text);
     let vectorizer = match vectorizer {
         Some(v) => v,
         None => config.vectorizer.fit(tokens.iter().take(n_train))?,
@@ -164,7 +187,7 @@ pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) ->
     drop(tokens);
     let test_ids = train_ids.split_off(n_train);
     train_ids.shrink_to_fit();
-    Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: count })
+    Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: count, test_chars })
 }
 
 /// Scores every window of `split` with the state reset first (the evaluation protocol of
@@ -336,6 +359,7 @@ where
             test_loss: eval.loss(),
             test_ppl: eval.perplexity(),
             test_acc: eval.accuracy(),
+            test_nats_per_char: data.nats_per_char(eval.loss()),
             tokens_per_s: count as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
             stage_seconds,
@@ -436,6 +460,7 @@ impl EpochMetrics {
             ("test loss", self.test_loss),
             ("test perplexity", self.test_ppl),
             ("test accuracy", self.test_acc),
+            ("test nats per character", self.test_nats_per_char.unwrap_or(0.0)),
             ("learning rate", self.lr),
             ("gradient norm", self.grad_norm.unwrap_or(0.0)),
         ];
@@ -518,8 +543,9 @@ impl Observer for Console {
     }
 
     fn on_epoch(&mut self, m: &EpochMetrics) -> Result<()> {
+        let per_char = m.test_nats_per_char.map(|x| format!(" | test nats/char {x:.4}")).unwrap_or_default();
         println!(
-            "epoch {}: train loss {:.4} | test loss {:.4} | test ppl {:.2} | test acc {:.4} | {:.0} tokens/s | {:.1} s",
+            "epoch {}: train loss {:.4} | test loss {:.4} | test ppl {:.2} | test acc {:.4}{per_char} | {:.0} tokens/s | {:.1} s",
             m.epoch, m.train_loss, m.test_loss, m.test_ppl, m.test_acc, m.tokens_per_s, m.seconds
         );
         let total: f64 = m.stage_seconds.iter().sum::<f64>().max(1e-9);

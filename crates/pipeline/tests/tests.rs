@@ -1,5 +1,6 @@
 //! Integration tests of the pipeline, ripgrep-style: one test binary, one module per concern.
 //!
+//! - [`nats_per_char`]: the test loss per character, for the char and word tokenizers.
 //! - [`parity`]: forward, backward and optimizer steps against the PyTorch fixtures (the seed model
 //!   and every configuration), as a library and a command.
 //! - [`whole_model_gradient`]: the full model's gradient against finite differences, in `f64`.
@@ -27,6 +28,7 @@ mod checkpoint_safety;
 mod cli_errors;
 mod end_to_end;
 mod generic_run;
+mod nats_per_char;
 mod parity;
 mod robust_inputs;
 mod run_dir_safety;

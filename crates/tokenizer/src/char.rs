@@ -47,6 +47,11 @@ impl Tokenizer for CharTokenizer {
         text
     }
 
+    /// Where the `index`-th `char` begins.
+    fn token_start(&self, text: &str, index: usize) -> Option<usize> {
+        text.char_indices().map(|(at, _)| at).chain(std::iter::once(text.len())).nth(index)
+    }
+
     /// The token itself: characters are written next to each other, with nothing between.
     fn decode_next(&self, _previous: Option<&str>, token: &str) -> String {
         token.to_owned()
@@ -69,6 +74,13 @@ mod tests {
         // CJK, a combining accent (its own scalar value) and a character outside the BMP.
         assert_eq!(chars("分词é\u{301}𝄞"), ["分", "词", "é", "\u{301}", "𝄞"]);
         assert_eq!(CharTokenizer.name(), "char");
+    }
+
+    #[test]
+    fn token_start_is_each_char_s_offset() {
+        let text = "a分\n𝄞";
+        let starts: Vec<Option<usize>> = (0..6).map(|i| CharTokenizer.token_start(text, i)).collect();
+        assert_eq!(starts, [Some(0), Some(1), Some(4), Some(5), Some(9), None]);
     }
 
     #[test]

@@ -95,6 +95,13 @@ impl Tokenizer for TokenizerImpl {
             TokenizerImpl::Char(t) => t.decode_next(previous, token),
         }
     }
+
+    fn token_start(&self, text: &str, index: usize) -> Option<usize> {
+        match self {
+            TokenizerImpl::Word(t) => t.token_start(text, index),
+            TokenizerImpl::Char(t) => t.token_start(text, index),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,19 @@ pub trait Tokenizer: for<'a> Stage<Input<'a> = &'a str, Output = Tokens> {
         Ok(out)
     }
 
+    /// The byte offset in `text` at which token `index` of `tokenize(text)` starts (`text.len()`
+    /// for `index` equal to the token count), or `None` if the tokenizer cannot tell (the
+    /// default) or there is no such token.
+    ///
+    /// The pipeline uses it to count the characters a split covers, from its first token's start
+    /// to the end of the text, so losses can be given per character, a scale every tokenizer
+    /// shares (`test_nats_per_char`). Tokenizers whose tokens are pieces of the text in order
+    /// should override it; the built-ins do.
+    fn token_start(&self, text: &str, index: usize) -> Option<usize> {
+        let _ = (text, index);
+        None
+    }
+
     /// The text one more token adds after `previous` (the token before it, if any), so that
     /// generated text can be written as it comes, in constant memory.
     ///

@@ -67,6 +67,25 @@ impl Stage for WordTokenizer {
 const CAPITAL_SIGMA: char = '\u{3a3}';
 
 impl Tokenizer for WordTokenizer {
+    /// Where the `index`-th whitespace-separated word of `text` begins: lower-casing never moves
+    /// whitespace, so the tokens are `text`'s non-whitespace runs in order.
+    fn token_start(&self, text: &str, index: usize) -> Option<usize> {
+        let mut words = 0;
+        let mut in_word = false;
+        for (at, c) in text.char_indices() {
+            if c.is_whitespace() {
+                in_word = false;
+            } else if !in_word {
+                if words == index {
+                    return Some(at);
+                }
+                words += 1;
+                in_word = true;
+            }
+        }
+        (words == index).then_some(text.len())
+    }
+
     fn decode(&self, tokens: &Tokens) -> String {
         let mut text = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum());
         for (i, token) in tokens.iter().enumerate() {
@@ -85,6 +104,15 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         WordTokenizer.tokenize(text).expect("word tokenizer never fails").to_vec()
+    }
+
+    #[test]
+    fn token_start_finds_each_word_in_the_original_text() {
+        let text = "  The  Cat\tsat\u{3000}Été.\n";
+        let starts: Vec<Option<usize>> = (0..6).map(|i| WordTokenizer.token_start(text, i)).collect();
+        assert_eq!(starts, [Some(2), Some(7), Some(11), Some(17), Some(text.len()), None]);
+        assert_eq!(WordTokenizer.token_start("", 0), Some(0));
+        assert_eq!(WordTokenizer.token_start(" \n", 0), Some(2));
     }
 
     #[test]

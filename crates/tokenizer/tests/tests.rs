@@ -38,6 +38,23 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
+    /// `token_start` of token `i` starts text that tokenizes to exactly the tokens from `i` on,
+    /// for every built-in (the pipeline counts a split's characters with it).
+    #[test]
+    fn each_token_start_begins_the_rest_of_the_tokens(text in text()) {
+        let builtins = [TokenizerConfig::Word {}.build()?, TokenizerConfig::Char {}.build()?];
+        for tokenizer in builtins {
+            let tokens = tokenizer.tokenize(&text)?.to_vec();
+            for i in 0..=tokens.len() {
+                let start = tokenizer.token_start(&text, i);
+                prop_assert!(start.is_some(), "{} token {i} of {text:?}", tokenizer.name());
+                let rest = tokenizer.tokenize(&text[start.unwrap_or_default()..])?.to_vec();
+                prop_assert_eq!(&rest[..], &tokens[i..]);
+            }
+            prop_assert_eq!(tokenizer.token_start(&text, tokens.len() + 1), None);
+        }
+    }
+
     #[test]
     fn tokens_are_non_empty_and_contain_no_whitespace(text in text()) {
         for t in all_tokenizers() {
