@@ -106,9 +106,11 @@ impl TrainArgs {
     }
 }
 
-/// Trains as `stagewise train` does — progress and one line per epoch on the terminal,
-/// `metrics.jsonl`, `vocab.json` and `model.ckpt` in `--out`, then the config's prompt continued —
-/// on the model `build` makes from the run's config. Returns the config it ran.
+/// Trains as `stagewise train` does — progress and one line per epoch on the terminal, then
+/// `best: epoch N, test loss X` (the epoch with the lowest test loss), `metrics.jsonl`,
+/// `vocab.json`, `model.ckpt` and `best.ckpt` in `--out`, then the config's prompt continued (from
+/// the best epoch's weights when `train.patience` > 0, else from the last epoch's) — on the model
+/// `build` makes from the run's config. Returns the config it ran.
 pub fn train_command<E, F, L, B, O>(
     args: &TrainArgs,
     build: impl FnOnce(&Config) -> Result<ModelBuilder<f32, E, F, L, B, O>>,
@@ -125,13 +127,29 @@ where
     let mut console = Console::default();
     let mut observers: [&mut dyn Observer; 1] = [&mut console];
     let mut outcome = train(&config, builder, &args.out, &mut observers)?;
+    if outcome.stopped_early {
+        println!(
+            "stopped early: no lower test loss in the {} epochs after epoch {} (train.patience = {})",
+            config.train.patience, outcome.best_epoch, config.train.patience
+        );
+    }
+    let per_char = outcome
+        .data
+        .nats_per_char(outcome.best_test_loss)
+        .map(|x| format!(", test nats/char {x:.4}"))
+        .unwrap_or_default();
+    println!("best: epoch {}, test loss {:.4}{per_char}", outcome.best_epoch, outcome.best_test_loss);
     println!(
-        "wrote {}, {} and {}",
+        "wrote {}, {}, {} and {}",
         args.out.join("metrics.jsonl").display(),
         args.out.join("vocab.json").display(),
-        outcome.checkpoint.display()
+        outcome.checkpoint.display(),
+        args.out.join("best.ckpt").display()
     );
     if config.generate.tokens > 0 {
+        if config.train.patience > 0 {
+            println!("generating with the weights of epoch {} (best.ckpt)", outcome.best_epoch);
+        }
         println!("prompt: {}", config.generate.prompt);
         print!("continuation: ");
         let d = &outcome.data;

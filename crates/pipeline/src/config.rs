@@ -51,11 +51,24 @@ pub struct TrainConfig {
     /// available when the run starts. A run estimated to need more is refused before it starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<String>,
+    /// Stop after this many epochs in a row without a new best test loss (0 = never stop early).
+    /// With patience, the continuation printed after training comes from the best epoch's
+    /// weights (`DIR/best.ckpt`).
+    pub patience: usize,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { epochs: 1, batch: 32, bptt: 64, seed: 0, threads: 0, max_windows: 0, max_memory: None }
+        TrainConfig {
+            epochs: 1,
+            batch: 32,
+            bptt: 64,
+            seed: 0,
+            threads: 0,
+            max_windows: 0,
+            max_memory: None,
+            patience: 0,
+        }
     }
 }
 

@@ -4,9 +4,10 @@
 //! # Layout
 //! ```text
 //! DIR/.lock                      an OS lock held by the run using DIR (its process id inside)
-//! DIR/generations/<id>/          one complete set: metrics.jsonl, vocab.json, model.ckpt, config.toml
+//! DIR/generations/<id>/          one complete set: metrics.jsonl, vocab.json, model.ckpt, config.toml,
+//!                                best.ckpt
 //! DIR/latest -> generations/<id> the set that counts, switched by one atomic rename
-//! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt): stable names
+//! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt, ...): stable names
 //! ```
 //!
 //! A run publishes a new generation at the end of every epoch: it writes the whole set into a
@@ -26,9 +27,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The files of one generation, also the stable names in the run directory: the metrics, the
-/// vocabulary, the checkpoint and the effective config (the file with every `--set` and flag
-/// applied, the one the checkpoint embeds).
-pub const RUN_FILES: [&str; 4] = ["metrics.jsonl", "vocab.json", "model.ckpt", "config.toml"];
+/// vocabulary, the checkpoint of the last epoch, the effective config (the file with every
+/// `--set` and flag applied, the one the checkpoint embeds) and the checkpoint of the epoch with
+/// the lowest test loss so far.
+pub const RUN_FILES: [&str; 5] = ["metrics.jsonl", "vocab.json", "model.ckpt", "config.toml", "best.ckpt"];
 
 /// A run directory held by this process (see the module docs). Dropping it releases the lock.
 #[derive(Debug)]
@@ -258,12 +260,12 @@ mod tests {
         run.publish(|g| write_set(g, "one")).unwrap();
         assert_eq!(
             read_set(&dir),
-            ["one metrics.jsonl", "one vocab.json", "one model.ckpt", "one config.toml"]
+            ["one metrics.jsonl", "one vocab.json", "one model.ckpt", "one config.toml", "one best.ckpt"]
         );
         run.publish(|g| write_set(g, "two")).unwrap();
         assert_eq!(
             read_set(&dir),
-            ["two metrics.jsonl", "two vocab.json", "two model.ckpt", "two config.toml"]
+            ["two metrics.jsonl", "two vocab.json", "two model.ckpt", "two config.toml", "two best.ckpt"]
         );
         assert_eq!(std::fs::read_dir(dir.join("generations")).unwrap().count(), 1);
         // A failed publication leaves the last set and removes nothing it shows.
@@ -288,7 +290,7 @@ mod tests {
         let run = RunDir::open(&dir).unwrap();
         assert_eq!(
             read_set(&dir),
-            ["old metrics.jsonl", "old vocab.json", "old model.ckpt", "old config.toml"]
+            ["old metrics.jsonl", "old vocab.json", "old model.ckpt", "old config.toml", "old best.ckpt"]
         );
         for file in RUN_FILES {
             assert!(std::fs::symlink_metadata(dir.join(file)).unwrap().file_type().is_symlink());

@@ -55,6 +55,11 @@ pub struct EpochMetrics {
     /// clipping (absent if it measured none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_norm: Option<f64>,
+    /// The epoch with the lowest test loss so far, this one included (the earliest on ties): the
+    /// one `DIR/best.ckpt` holds.
+    pub best_epoch: usize,
+    /// That epoch's test loss.
+    pub best_test_loss: f64,
 }
 
 /// Aggregate of an evaluation pass.
@@ -226,7 +231,8 @@ pub struct TrainOutcome<
     B = BackwardImpl<f32>,
     O = OptimizerImpl<f32>,
 > {
-    /// The trained model.
+    /// The trained model: with `train.patience` > 0, holding the best epoch's parameters (those of
+    /// `best.ckpt`; its optimizer state stays the last epoch's); otherwise the last epoch's.
     pub model: Model<f32, E, F, L, B, O>,
     /// Data and fitted boxes.
     pub data: PreparedData,
@@ -236,6 +242,13 @@ pub struct TrainOutcome<
     pub unigram_ppl: f64,
     /// Files written.
     pub checkpoint: PathBuf,
+    /// The epoch with the lowest test loss (the earliest on ties), whose checkpoint is
+    /// `DIR/best.ckpt`.
+    pub best_epoch: usize,
+    /// That epoch's test loss.
+    pub best_test_loss: f64,
+    /// Whether `train.patience` ended the run before `train.epochs`.
+    pub stopped_early: bool,
 }
 
 /// Builds a rayon pool of `threads` threads (0 = all cores) for the whole run.
@@ -251,8 +264,12 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
 /// Runs the whole training job described by `config` on the model `builder` makes (the config's
 /// boxes, or any of them replaced by your own type: see [`Model::builder`]), in the run directory
 /// `out_dir` (see [`crate::run_dir`]): it is locked for the run, and at the end of every epoch a
-/// consistent `metrics.jsonl`, `vocab.json`, `model.ckpt` and `config.toml` (the effective config)
-/// are published there together.
+/// consistent `metrics.jsonl`, `vocab.json`, `model.ckpt`, `config.toml` (the effective config) and
+/// `best.ckpt` (the checkpoint of the epoch with the lowest test loss so far) are published there
+/// together.
+///
+/// With `train.patience = N > 0` the run stops after `N` epochs in a row without a new lowest
+/// test loss, and the returned model holds the best epoch's parameters.
 ///
 /// A non-finite loss, gradient or parameter stops the run with an error naming the epoch, window
 /// and step, the box and the first non-finite tensor; metrics never hold a non-finite number; and
@@ -323,6 +340,11 @@ where
     let started = Instant::now();
     let mut epochs = Vec::new();
     let mut metrics_lines = String::new();
+    let patience = config.train.patience;
+    // The best epoch so far and, with patience, a copy of its parameters to finish with.
+    let (mut best_epoch, mut best_test_loss) = (0, f64::INFINITY);
+    let mut best_params: Vec<f32> = Vec::new();
+    let mut stopped_early = false;
     for epoch in 1..=config.train.epochs {
         model.reset_state();
         model.clock.reset();
@@ -353,6 +375,15 @@ where
         let stage_seconds = model.clock.spent.map(|d| d.as_secs_f64());
         let eval = evaluate(&mut model, &test_split, bptt, &cx)
             .map_err(|e| e.context(format!("epoch {epoch}, evaluation")))?;
+        let test_loss = eval.loss();
+        let improved = test_loss < best_test_loss;
+        if improved {
+            (best_epoch, best_test_loss) = (epoch, test_loss);
+            if patience > 0 {
+                best_params.clear();
+                best_params.extend_from_slice(model.tape.params.as_slice());
+            }
+        }
         let m = EpochMetrics {
             epoch,
             train_loss: nll / count.max(1) as f64,
@@ -365,12 +396,15 @@ where
             stage_seconds,
             lr: config.optimizer.lr() * model.lr_factor,
             grad_norm: (norms > 0).then(|| norm_sum / norms as f64),
+            best_epoch,
+            best_test_loss,
         };
         m.check_finite()?;
         schedule.end_epoch(m.test_loss);
         let line = serde_json::to_string(&m).map_err(|e| Error::data("metrics", e.to_string()))?;
         metrics_lines.push_str(&line);
         metrics_lines.push('\n');
+        let previous_best = out_dir.join("best.ckpt");
         run_dir.publish(|dir| {
             let ckpt = dir.join("model.ckpt");
             Checkpoint::save_model(
@@ -381,6 +415,13 @@ where
                 config.train.seed,
                 &ckpt,
             )?;
+            if improved {
+                // The same state as model.ckpt: link it rather than write it twice.
+                link_or_copy(&ckpt, &dir.join("best.ckpt"))?;
+            } else {
+                // Still the earlier epoch's: the published generation's file carries over.
+                link_or_copy(&previous_best, &dir.join("best.ckpt"))?;
+            }
             data.vectorizer.save(dir.join("vocab.json"))?;
             for (file, text) in [("config.toml", &config_toml), ("metrics.jsonl", &metrics_lines)] {
                 let path = dir.join(file);
@@ -392,9 +433,37 @@ where
             o.on_epoch(&m)?;
         }
         epochs.push(m);
+        if patience > 0 && epoch - best_epoch >= patience && epoch < config.train.epochs {
+            stopped_early = true;
+            break;
+        }
+    }
+    if patience > 0 && best_params.len() == model.tape.params.as_slice().len() {
+        model.tape.params.as_mut_slice().copy_from_slice(&best_params);
     }
     let checkpoint = out_dir.join("model.ckpt");
-    Ok(TrainOutcome { model, data, epochs, unigram_ppl, checkpoint })
+    Ok(TrainOutcome {
+        model,
+        data,
+        epochs,
+        unigram_ppl,
+        checkpoint,
+        best_epoch,
+        best_test_loss,
+        stopped_early,
+    })
+}
+
+/// Makes `to` the same file as `from` (a fresh, unpublished path): a hard link of the file
+/// `from` resolves to, or, where links cannot be made, a copy written atomically
+/// ([`stagewise_core::write_atomically`]).
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    let source = std::fs::canonicalize(from).map_err(|e| Error::io(from, e))?;
+    if std::fs::hard_link(&source, to).is_ok() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&source).map_err(|e| Error::io(&source, e))?;
+    stagewise_core::write_atomically(to, &bytes).map_err(|e| Error::io(to, e))
 }
 
 /// Refuses a run whose estimated memory ([`crate::memory`]) exceeds `train.max_memory`, or what

@@ -5,6 +5,7 @@
 //!   and every configuration), as a library and a command.
 //! - [`whole_model_gradient`]: the full model's gradient against finite differences, in `f64`.
 //! - [`end_to_end`]: a tiny training run, its files, and its determinism.
+//! - [`best_epoch`]: `best.ckpt` and `train.patience` through the command.
 //! - [`cli_errors`]: the `stagewise` command's one-line errors and its happy path.
 //! - [`checkpoint_safety`]: a failed save never destroys the previous checkpoint.
 //! - [`bad_inputs`]: the committed bad-input corpus, every case one clean error line.
@@ -24,6 +25,7 @@ mod util;
 
 mod bad_inputs;
 mod bench_cli;
+mod best_epoch;
 mod checkpoint_safety;
 mod cli_errors;
 mod end_to_end;
