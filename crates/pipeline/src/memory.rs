@@ -35,8 +35,11 @@ pub fn estimate(config: &Config, vocab: usize, corpus_bytes: u64, boxes: ConfigB
     let (v, e, h) = (f(vocab), f(config.embedding.dim()), f(config.forward.hidden()));
     let rows = f(config.train.batch) * f(config.train.bptt);
     let scalar = 4.0; // f32
-    // Parameters are held with their gradients and the optimizer's state buffers.
-    let copies = 2.0 + if boxes[4] { config.optimizer.state_buffers() as f64 } else { 0.0 };
+    // Parameters are held with their gradients and the optimizer's state buffers, and with
+    // `train.patience` a copy of the best epoch's.
+    let copies = 2.0
+        + if boxes[4] { config.optimizer.state_buffers() as f64 } else { 0.0 }
+        + if config.train.patience > 0 { 1.0 } else { 0.0 };
     let mut needs = Vec::new();
     let mut need = |what: &str, field: &'static str, value: String, scalars: f64| {
         needs.push(Need { what: what.to_owned(), field, value, bytes: scalars * scalar });
