@@ -39,7 +39,7 @@ pub struct EpochMetrics {
     /// counted from the start of the test split's first token to the end of the corpus,
     /// whitespace included (docs/evaluation.md). Equal to `test_loss` for the `char` tokenizer.
     /// Absent if the tokenizer cannot say where its tokens start
-    /// ([`Tokenizer::token_start`](stagewise_tokenizer::Tokenizer::token_start)).
+    /// ([`Tokenizer::token_start`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_nats_per_char: Option<f64>,
     /// Training target tokens per second of this epoch's training time.

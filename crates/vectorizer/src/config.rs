@@ -27,7 +27,7 @@ pub enum VectorizerConfig {
         /// Fewest training occurrences a token needs for an id of its own (default 1: all).
         #[serde(default = "default_min_count")]
         min_count: u64,
-        /// Special tokens after `<unk>`, in this order: any of "<pad>", "<bos>", "<eos>".
+        /// Special tokens after `<unk>`, in this order: any of `"<pad>"`, `"<bos>"`, `"<eos>"`.
         #[serde(default)]
         specials: Vec<String>,
     },
