@@ -1,8 +1,10 @@
 //! The run-time face: the config table that picks a tokenizer, and the enum it builds.
 
+use crate::bpe::{BpeModel, BpeTokenizer, BpeTrainer};
 use crate::{CharTokenizer, Tokenizer, WordTokenizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::{Result, Tokens};
+use stagewise_core::{Error, Result, Tokens};
+use std::path::PathBuf;
 
 /// Which tokenizer to use, as written in the config file (`[tokenizer]` table, `kind = "word"`).
 ///
@@ -17,6 +19,35 @@ pub enum TokenizerConfig {
     /// [`CharTokenizer`]: one token per Unicode character, whitespace and case kept (for
     /// character-level models). No settings.
     Char {},
+    /// [`BpeTokenizer`]: byte-level BPE as GPT-2 and HuggingFace `tokenizers` define it,
+    /// loaded from a `tokenizer.json` (`path`) or trained on the training split at the start
+    /// of the run (`vocab_size`) and saved to the run directory as `tokenizer.json`.
+    ///
+    /// Ids are the tokenizer's own: the vectorizer of a BPE run is its vocabulary in id order.
+    Bpe {
+        /// A HuggingFace `tokenizer.json` holding a byte-level BPE (GPT-2 style) to load.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+        /// Train a vocabulary of this many tokens (the 256 bytes and the special tokens
+        /// included) when the run starts, instead of loading `path`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vocab_size: Option<usize>,
+        /// When training: pairs seen fewer times are never merged (default 2).
+        #[serde(default = "default_min_frequency")]
+        min_frequency: u64,
+        /// When training: tokens put first in the vocabulary and matched whole in any text
+        /// (default `["<|endoftext|>"]`).
+        #[serde(default = "default_special_tokens")]
+        special_tokens: Vec<String>,
+    },
+}
+
+fn default_min_frequency() -> u64 {
+    BpeTrainer::DEFAULT_MIN_FREQUENCY
+}
+
+fn default_special_tokens() -> Vec<String> {
+    vec![crate::bpe::END_OF_TEXT.to_owned()]
 }
 
 impl Default for TokenizerConfig {
@@ -27,14 +58,73 @@ impl Default for TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    /// Builds the tokenizer this config describes.
-    ///
-    /// Fallible because future kinds (a BPE model file, say) will read files or validate
-    /// settings; `word` always succeeds.
+    /// Builds the tokenizer this config describes: `bpe` reads its `path`. A `bpe` config that
+    /// trains (`vocab_size`, no `path`) is built by [`TokenizerConfig::train`] instead.
     pub fn build(&self) -> Result<TokenizerImpl> {
         match self {
             TokenizerConfig::Word {} => Ok(TokenizerImpl::Word(WordTokenizer)),
             TokenizerConfig::Char {} => Ok(TokenizerImpl::Char(CharTokenizer)),
+            TokenizerConfig::Bpe { path: Some(path), .. } => {
+                Ok(TokenizerImpl::Bpe(BpeTokenizer::new(BpeModel::load(path)?)))
+            }
+            TokenizerConfig::Bpe { path: None, .. } => Err(Error::config(
+                "tokenizer.vocab_size",
+                "a bpe tokenizer that is not trained yet cannot be built: give `path`, or train it",
+            )),
+        }
+    }
+
+    /// Checks the settings without reading anything: `bpe` needs exactly one of `path` and
+    /// `vocab_size`, and a trainable vocabulary size.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            TokenizerConfig::Bpe { path, vocab_size, min_frequency, special_tokens } => {
+                match (path, vocab_size) {
+                    (Some(_), Some(_)) => Err(Error::config(
+                        "tokenizer.vocab_size",
+                        "give either `path` (load) or `vocab_size` (train), not both",
+                    )),
+                    (None, None) => Err(Error::config(
+                        "tokenizer.path",
+                        "a bpe tokenizer needs `path` (a tokenizer.json) or `vocab_size` (train one)",
+                    )),
+                    (None, Some(v)) => BpeTrainer {
+                        vocab_size: *v,
+                        min_frequency: *min_frequency,
+                        special_tokens: special_tokens.clone(),
+                    }
+                    .validate()
+                    .map_err(|m| Error::config("tokenizer.vocab_size", m)),
+                    (Some(_), None) => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The trainer of a `bpe` config that trains (`vocab_size` set, no `path`), else `None`.
+    pub fn trainer(&self) -> Option<BpeTrainer> {
+        match self {
+            TokenizerConfig::Bpe { path: None, vocab_size: Some(v), min_frequency, special_tokens } => {
+                Some(BpeTrainer {
+                    vocab_size: *v,
+                    min_frequency: *min_frequency,
+                    special_tokens: special_tokens.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Trains the tokenizer of a `bpe` config that trains on `text` (on the current rayon
+    /// pool), or builds any other config as [`TokenizerConfig::build`] does.
+    pub fn train(&self, text: &str) -> Result<TokenizerImpl> {
+        match self.trainer() {
+            Some(trainer) => trainer
+                .train(text)
+                .map(|m| TokenizerImpl::Bpe(BpeTokenizer::new(m)))
+                .map_err(|m| Error::config("tokenizer.vocab_size", m)),
+            None => self.build(),
         }
     }
 }
@@ -50,6 +140,20 @@ pub enum TokenizerImpl {
     Word(WordTokenizer),
     /// See [`CharTokenizer`].
     Char(CharTokenizer),
+    /// See [`BpeTokenizer`].
+    Bpe(BpeTokenizer),
+}
+
+impl TokenizerImpl {
+    /// The tokenizer's own vocabulary in id order, for tokenizers that define ids (`bpe`): the
+    /// vectorizer must then be this list, not one fitted by frequency. `None` for `word` and
+    /// `char`, whose ids the vectorizer chooses.
+    pub fn vocabulary(&self) -> Option<&[String]> {
+        match self {
+            TokenizerImpl::Bpe(t) => Some(t.vocabulary()),
+            TokenizerImpl::Word(_) | TokenizerImpl::Char(_) => None,
+        }
+    }
 }
 
 impl Default for TokenizerImpl {
@@ -71,7 +175,13 @@ impl From<CharTokenizer> for TokenizerImpl {
     }
 }
 
-stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word, Char }
+impl From<BpeTokenizer> for TokenizerImpl {
+    fn from(t: BpeTokenizer) -> Self {
+        TokenizerImpl::Bpe(t)
+    }
+}
+
+stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word, Char, Bpe }
     input<'a> = &'a str; output = Tokens;);
 
 impl Tokenizer for TokenizerImpl {
@@ -79,6 +189,7 @@ impl Tokenizer for TokenizerImpl {
         match self {
             TokenizerImpl::Word(t) => t.decode(tokens),
             TokenizerImpl::Char(t) => t.decode(tokens),
+            TokenizerImpl::Bpe(t) => t.decode(tokens),
         }
     }
 
@@ -86,6 +197,7 @@ impl Tokenizer for TokenizerImpl {
         match self {
             TokenizerImpl::Word(t) => t.tokenize(text),
             TokenizerImpl::Char(t) => t.tokenize(text),
+            TokenizerImpl::Bpe(t) => t.tokenize(text),
         }
     }
 
@@ -93,6 +205,7 @@ impl Tokenizer for TokenizerImpl {
         match self {
             TokenizerImpl::Word(t) => t.decode_next(previous, token),
             TokenizerImpl::Char(t) => t.decode_next(previous, token),
+            TokenizerImpl::Bpe(t) => t.decode_next(previous, token),
         }
     }
 }
