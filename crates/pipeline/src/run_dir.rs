@@ -6,7 +6,7 @@
 //! DIR/.lock                      an OS lock held by the run using DIR (its process id inside)
 //! DIR/generations/<id>/          one complete set: metrics.jsonl, vocab.json, model.ckpt, config.toml
 //! DIR/latest -> generations/<id> the set that counts, switched by one atomic rename
-//! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt): stable names
+//! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt, tokenizer.json): stable names
 //! ```
 //!
 //! A run publishes a new generation at the end of every epoch: it writes the whole set into a
@@ -29,6 +29,10 @@ use std::path::{Path, PathBuf};
 /// vocabulary, the checkpoint and the effective config (the file with every `--set` and flag
 /// applied, the one the checkpoint embeds).
 pub const RUN_FILES: [&str; 4] = ["metrics.jsonl", "vocab.json", "model.ckpt", "config.toml"];
+
+/// Files a generation may hold besides [`RUN_FILES`], linked under a stable name when it does:
+/// the `tokenizer.json` of a BPE run.
+pub const OPTIONAL_RUN_FILES: [&str; 1] = ["tokenizer.json"];
 
 /// A run directory held by this process (see the module docs). Dropping it releases the lock.
 #[derive(Debug)]
@@ -129,7 +133,9 @@ impl RunDir {
     /// Makes `DIR/<file>` a link to `latest/<file>` for each run file (once; renames keep each
     /// name valid at every moment).
     fn link_stable_names(&self) -> Result<()> {
-        for file in RUN_FILES {
+        let latest = self.dir.join("latest");
+        let optional = OPTIONAL_RUN_FILES.into_iter().filter(|f| latest.join(f).is_file());
+        for file in RUN_FILES.into_iter().chain(optional) {
             let name = self.dir.join(file);
             let target = Path::new("latest").join(file);
             if std::fs::read_link(&name).is_ok_and(|t| t == target) {

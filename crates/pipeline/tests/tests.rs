@@ -13,6 +13,7 @@
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
+//! - [`tokenizer_cli`]: `train-tokenizer` and `encode`, against the ids HF `tokenizers` gives.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
@@ -30,5 +31,6 @@ mod parity;
 mod robust_inputs;
 mod run_dir_safety;
 mod shipped_configs;
+mod tokenizer_cli;
 mod stages_cli;
 mod whole_model_gradient;

@@ -34,12 +34,15 @@ pub struct Vocab {
     tokens: Vec<String>,
     counts: Option<Vec<u64>>,
     index: HashMap<String, u32>,
+    /// A tokenizer's own vocabulary (BPE): no `<unk>`, every id a real token, and a token
+    /// outside it an error rather than id 0.
+    closed: bool,
 }
 
 impl PartialEq for Vocab {
     /// Equal when the token lists and counts are; the index is derived from the tokens.
     fn eq(&self, other: &Self) -> bool {
-        self.tokens == other.tokens && self.counts == other.counts
+        self.tokens == other.tokens && self.counts == other.counts && self.closed == other.closed
     }
 }
 
@@ -55,6 +58,8 @@ struct VocabFile {
     tokens: Vec<String>,
     #[serde(default)]
     counts: Option<Vec<u64>>,
+    #[serde(default)]
+    closed: bool,
 }
 
 /// The on-disk layout, write side: borrows instead of cloning the token list.
@@ -65,6 +70,12 @@ struct VocabFileRef<'a> {
     tokens: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<&'a [u64]>,
+    #[serde(skip_serializing_if = "is_false")]
+    closed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Vocab {
@@ -78,9 +89,24 @@ impl Vocab {
         Self::validated(tokens, counts, "vocabulary")
     }
 
+    /// A closed vocabulary: a tokenizer's own token list in id order (a BPE vocabulary), with no
+    /// `<unk>` (id 0 is whatever token the tokenizer gives id 0). Vectorizing a token outside it
+    /// is an error, since the tokenizer never produces one.
+    ///
+    /// Errors ([`Error::Data`]) if the list is empty, a token appears twice, or there are more
+    /// tokens than `u32` ids.
+    pub fn closed(tokens: Vec<String>) -> Result<Self> {
+        Self::checked(tokens, None, true, "tokenizer vocabulary")
+    }
+
     /// [`Vocab::new`] with `context` (a file name, usually) at the front of every error.
     pub(crate) fn validated(tokens: Vec<String>, counts: Option<Vec<u64>>, context: &str) -> Result<Self> {
+        Self::checked(tokens, counts, false, context)
+    }
+
+    fn checked(tokens: Vec<String>, counts: Option<Vec<u64>>, closed: bool, context: &str) -> Result<Self> {
         match tokens.first() {
+            Some(_) if closed => {}
             Some(first) if first == UNK => {}
             Some(first) => {
                 return Err(Error::data(context, format!("{UNK:?} must be at id 0, found {first:?} there")));
@@ -114,7 +140,7 @@ impl Vocab {
                 ));
             }
         }
-        Ok(Vocab { tokens, counts, index })
+        Ok(Vocab { tokens, counts, index, closed })
     }
 
     /// The number of ids V, `<unk>` included.
@@ -138,7 +164,17 @@ impl Vocab {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
-    /// All tokens in id order (`tokens()[0] == UNK`).
+    /// The id of `token`, `None` if the vocabulary does not contain it.
+    pub fn get(&self, token: &str) -> Option<u32> {
+        self.index.get(token).copied()
+    }
+
+    /// Whether this is a tokenizer's own vocabulary, without `<unk>` ([`Vocab::closed`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// All tokens in id order (`tokens()[0] == UNK` unless the vocabulary is closed).
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
@@ -158,6 +194,7 @@ impl Vocab {
             kind: VOCAB_FILE_KIND,
             tokens: &self.tokens,
             counts: self.counts.as_deref(),
+            closed: self.closed,
         };
         serde_json::to_string_pretty(&file).expect("serialising strings and integers to a String cannot fail")
     }
@@ -193,7 +230,7 @@ impl Vocab {
                 format!("`kind` is {:?}, expected {VOCAB_FILE_KIND:?}", file.kind),
             ));
         }
-        Self::validated(file.tokens, file.counts, context)
+        Self::checked(file.tokens, file.counts, file.closed, context)
     }
 
     /// Writes the vocabulary to `path` as JSON ([`Vocab::to_json`]), atomically
