@@ -12,10 +12,13 @@
 //! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
 //!   tokens/s, MFU and peak memory, side by side with PyTorch, by running the `stagewise` binary's
 //!   hidden `bench-*` commands; see [`mod@bench`].
+//! - `cargo xtask bench-tokenizers [--python PYTHON]` times BPE training and encoding beside
+//!   HF `tokenizers`, SentencePiece and tokie; see [`bench_tokenizers`].
 //!
 //! Invoked through the alias in `.cargo/config.toml`.
 
 mod bench;
+mod bench_tokenizers;
 mod data;
 mod debian;
 
@@ -72,6 +75,9 @@ enum Task {
     /// Measure GEMM peak, tokens/s, MFU and peak memory (optionally side by side with PyTorch);
     /// prints a table, writes JSON and updates docs/results.md.
     Bench(bench::BenchArgs),
+    /// Time Stagewise's BPE training and encoding beside HF tokenizers, SentencePiece and tokie
+    /// (`--python PYTHON`); prints a table and updates docs/results.md.
+    BenchTokenizers(bench_tokenizers::BenchTokenizersArgs),
 }
 
 fn main() {
@@ -99,6 +105,7 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Data { check: true } => data::check(&root).map(|()| 0),
         Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
         Task::Bench(args) => bench::run(&root, &args),
+        Task::BenchTokenizers(args) => bench_tokenizers::run(&root, &args),
     }
 }
 

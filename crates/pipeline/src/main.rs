@@ -394,7 +394,8 @@ fn run_stages(args: StagesArgs) -> Result<()> {
 fn run_train_tokenizer(args: TrainTokenizerArgs) -> Result<()> {
     check_threads("--threads", args.threads)?;
     let pool = thread_pool(args.threads)?;
-    let json = pool.install(|| train_tokenizer(args.kind, &args.data, args.vocab_size, args.min_frequency))?;
+    let json =
+        pool.install(|| train_tokenizer(args.kind, &args.data, args.vocab_size, args.min_frequency))?;
     stagewise_core::write_atomically(&args.out, json.as_bytes()).map_err(|e| Error::io(&args.out, e))?;
     println!("wrote {}", args.out.display());
     Ok(())

@@ -35,7 +35,12 @@ const CHAR_PATTERN: &str = "[\\s\\S]";
 /// Trains a tokenizer of `kind` on the file `data` (on the current rayon pool) and returns its
 /// `tokenizer.json` text. `min_frequency` defaults to 2 for `bpe` and 1 (keep every token that
 /// fits) for `char` and `word`.
-pub fn train_tokenizer(kind: TokenizerKind, data: &Path, vocab_size: usize, min_frequency: Option<u64>) -> Result<String> {
+pub fn train_tokenizer(
+    kind: TokenizerKind,
+    data: &Path,
+    vocab_size: usize,
+    min_frequency: Option<u64>,
+) -> Result<String> {
     let text = read_corpus(data)?;
     match kind {
         TokenizerKind::Bpe => {
@@ -77,7 +82,9 @@ fn word_level_json(kind: TokenizerKind, tokens: &[&String]) -> String {
         vocab.insert((*t).clone(), json!(id));
     }
     let (normalizer, pre_tokenizer, decoder) = match kind {
-        TokenizerKind::Word => (json!({"type": "Lowercase"}), json!({"type": "WhitespaceSplit"}), Value::Null),
+        TokenizerKind::Word => {
+            (json!({"type": "Lowercase"}), json!({"type": "WhitespaceSplit"}), Value::Null)
+        }
         _ => (
             Value::Null,
             json!({"type": "Split", "pattern": {"Regex": CHAR_PATTERN}, "behavior": "Isolated", "invert": false}),
@@ -123,22 +130,29 @@ pub enum TokenizerFile {
 impl TokenizerFile {
     /// Reads `path`; errors name the file and what it holds that cannot be read.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = stagewise_core::read_regular_file(path, stagewise_tokenizer::bpe::MAX_TOKENIZER_FILE_BYTES)
-            .map_err(|e| Error::io(path, e))?;
-        let text = String::from_utf8(bytes)
-            .map_err(|e| Error::InvalidUtf8 { path: path.to_path_buf(), offset: e.utf8_error().valid_up_to() })?;
+        let bytes =
+            stagewise_core::read_regular_file(path, stagewise_tokenizer::bpe::MAX_TOKENIZER_FILE_BYTES)
+                .map_err(|e| Error::io(path, e))?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+            path: path.to_path_buf(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
         let context = path.display().to_string();
         let root: Value =
             serde_json::from_str(&text).map_err(|e| Error::data(&context, format!("not valid JSON: {e}")))?;
         if root.pointer("/model/type").and_then(Value::as_str) != Some("WordLevel") {
             return BpeModel::from_json(&text, &context).map(TokenizerFile::Bpe);
         }
-        let kind = match (root.pointer("/pre_tokenizer/type").and_then(Value::as_str), root.get("normalizer")) {
-            (Some("WhitespaceSplit"), Some(n)) if n.get("type").and_then(Value::as_str) == Some("Lowercase") => {
+        let kind = match (root.pointer("/pre_tokenizer/type").and_then(Value::as_str), root.get("normalizer"))
+        {
+            (Some("WhitespaceSplit"), Some(n))
+                if n.get("type").and_then(Value::as_str) == Some("Lowercase") =>
+            {
                 TokenizerKind::Word
             }
             (Some("Split"), Some(Value::Null))
-                if root.pointer("/pre_tokenizer/pattern/Regex").and_then(Value::as_str) == Some(CHAR_PATTERN) =>
+                if root.pointer("/pre_tokenizer/pattern/Regex").and_then(Value::as_str)
+                    == Some(CHAR_PATTERN) =>
             {
                 TokenizerKind::Char
             }
@@ -150,9 +164,10 @@ impl TokenizerFile {
                 ));
             }
         };
-        let vocab = root.pointer("/model/vocab").and_then(Value::as_object).ok_or_else(|| {
-            Error::data(&context, "`model.vocab` is missing")
-        })?;
+        let vocab = root
+            .pointer("/model/vocab")
+            .and_then(Value::as_object)
+            .ok_or_else(|| Error::data(&context, "`model.vocab` is missing"))?;
         let mut tokens = vec![String::new(); vocab.len()];
         let mut index = HashMap::with_capacity(vocab.len());
         for (t, id) in vocab {
@@ -163,9 +178,9 @@ impl TokenizerFile {
             index.insert(t.clone(), id as u32);
         }
         let unk_token = root.pointer("/model/unk_token").and_then(Value::as_str).unwrap_or(UNK);
-        let unk = *index
-            .get(unk_token)
-            .ok_or_else(|| Error::data(&context, format!("`model.unk_token` {unk_token:?} is not in the vocabulary")))?;
+        let unk = *index.get(unk_token).ok_or_else(|| {
+            Error::data(&context, format!("`model.unk_token` {unk_token:?} is not in the vocabulary"))
+        })?;
         Ok(TokenizerFile::WordLevel { kind, tokens, index, unk })
     }
 
@@ -221,10 +236,15 @@ impl TokenizerFile {
                 ids.push(id);
             }
             let bad = |id: u32, len: usize| {
-                Error::data(format!("{origin}:{}", n + 1), format!("id {id} is out of range for a vocabulary of {len} ids"))
+                Error::data(
+                    format!("{origin}:{}", n + 1),
+                    format!("id {id} is out of range for a vocabulary of {len} ids"),
+                )
             };
             match self {
-                TokenizerFile::Bpe(model) => model.decode_into(&ids, &mut out).map_err(|id| bad(id, model.len()))?,
+                TokenizerFile::Bpe(model) => {
+                    model.decode_into(&ids, &mut out).map_err(|id| bad(id, model.len()))?
+                }
                 TokenizerFile::WordLevel { kind, tokens, .. } => {
                     for (i, &id) in ids.iter().enumerate() {
                         let t = tokens.get(id as usize).ok_or_else(|| bad(id, tokens.len()))?;

@@ -72,7 +72,8 @@ fn every_shipped_config_trains_through_the_command() {
         if shipped.tokenizer.trainer().is_some() {
             // A tokenizer trained at the start of the run is recorded as the file it was saved
             // to, which generate and eval then load.
-            expected.tokenizer = stagewise_pipeline::train::recorded_config(&shipped, Path::new(&out)).tokenizer;
+            expected.tokenizer =
+                stagewise_pipeline::train::recorded_config(&shipped, Path::new(&out)).tokenizer;
             assert!(dir.join(&out).join("tokenizer.json").is_file(), "configs/{name}.toml");
             for cmd in [&["generate", "--tokens", "5"][..], &["eval"][..]] {
                 let ckpt = format!("{out}/model.ckpt");

@@ -31,6 +31,6 @@ mod parity;
 mod robust_inputs;
 mod run_dir_safety;
 mod shipped_configs;
-mod tokenizer_cli;
 mod stages_cli;
+mod tokenizer_cli;
 mod whole_model_gradient;

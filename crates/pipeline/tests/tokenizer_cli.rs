@@ -64,8 +64,17 @@ fn trained_tokenizers_round_trip_and_are_deterministic() {
         let result = stagewise(
             dir.path(),
             &[
-                "train-tokenizer", "--kind", kind, "--data", "corpus.txt", "--vocab-size", size, "--threads", threads,
-                "--out", out,
+                "train-tokenizer",
+                "--kind",
+                kind,
+                "--data",
+                "corpus.txt",
+                "--vocab-size",
+                size,
+                "--threads",
+                threads,
+                "--out",
+                out,
             ],
         );
         let (stdout, stderr) = texts(&result);
@@ -106,7 +115,10 @@ fn bad_input_is_one_line_naming_file_and_line() {
     let out = stagewise(dir.path(), &["encode", "--tokenizer", tok, "--input", "ids.txt", "--decode"]);
     let (_, stderr) = texts(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("ids.txt:2") && stderr.contains("`x`") && stderr.lines().count() == 1, "{stderr}");
+    assert!(
+        stderr.contains("ids.txt:2") && stderr.contains("`x`") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
     std::fs::write(dir.join("ids.txt"), "1\n99999\n").unwrap();
     let out = stagewise(dir.path(), &["encode", "--tokenizer", tok, "--input", "ids.txt", "--decode"]);
     assert!(texts(&out).1.contains("ids.txt:2") && texts(&out).1.contains("99999"), "{}", texts(&out).1);
@@ -118,7 +130,10 @@ fn bad_input_is_one_line_naming_file_and_line() {
     std::fs::write(dir.join("nfkc.json"), doc.to_string()).unwrap();
     let out = stagewise(dir.path(), &["encode", "--tokenizer", "nfkc.json", "--input", "bad.txt"]);
     let stderr = texts(&out).1;
-    assert!(stderr.contains("nfkc.json") && stderr.contains("NFKC") && stderr.contains("kind = \"hf\""), "{stderr}");
+    assert!(
+        stderr.contains("nfkc.json") && stderr.contains("NFKC") && stderr.contains("kind = \"hf\""),
+        "{stderr}"
+    );
     let out = stagewise(
         dir.path(),
         &["train-tokenizer", "--kind", "bpe", "--data", "bad.txt", "--vocab-size", "10", "--out", "x.json"],
