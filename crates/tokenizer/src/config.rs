@@ -3,7 +3,7 @@
 use crate::bpe::{BpeModel, BpeTokenizer, BpeTrainer};
 use crate::{CharTokenizer, Tokenizer, WordTokenizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::{Error, Result, Tokens};
+use stagewise_core::{Ctx, Error, Result, Stage, Tokens};
 use std::path::PathBuf;
 
 /// Which tokenizer to use, as written in the config file (`[tokenizer]` table, `kind = "word"`).
@@ -40,6 +40,15 @@ pub enum TokenizerConfig {
         #[serde(default = "default_special_tokens")]
         special_tokens: Vec<String>,
     },
+    /// Any HuggingFace `tokenizer.json` (WordPiece, Unigram, BPE, normalizers, ...) through the
+    /// `tokenizers` crate, with exactly its ids; needs the cargo feature `hf`.
+    ///
+    /// Ids are the file's (like `bpe`); text is encoded without the post-processor's special
+    /// tokens.
+    Hf {
+        /// The `tokenizer.json` to load.
+        path: PathBuf,
+    },
 }
 
 fn default_min_frequency() -> u64 {
@@ -67,6 +76,14 @@ impl TokenizerConfig {
             TokenizerConfig::Bpe { path: Some(path), .. } => {
                 Ok(TokenizerImpl::Bpe(BpeTokenizer::new(BpeModel::load(path)?)))
             }
+            #[cfg(feature = "hf")]
+            TokenizerConfig::Hf { path } => Ok(TokenizerImpl::Hf(crate::HfTokenizer::load(path)?)),
+            #[cfg(not(feature = "hf"))]
+            TokenizerConfig::Hf { .. } => Err(Error::config(
+                "tokenizer.kind",
+                "\"hf\" needs the cargo feature `hf` (build with `--features hf`); a byte-level BPE \
+                 file also loads with kind = \"bpe\"",
+            )),
             TokenizerConfig::Bpe { path: None, .. } => Err(Error::config(
                 "tokenizer.vocab_size",
                 "a bpe tokenizer that is not trained yet cannot be built: give `path`, or train it",
@@ -142,6 +159,9 @@ pub enum TokenizerImpl {
     Char(CharTokenizer),
     /// See [`BpeTokenizer`].
     Bpe(BpeTokenizer),
+    /// See `HfTokenizer` (feature `hf`).
+    #[cfg(feature = "hf")]
+    Hf(crate::HfTokenizer),
 }
 
 impl TokenizerImpl {
@@ -151,6 +171,8 @@ impl TokenizerImpl {
     pub fn vocabulary(&self) -> Option<&[String]> {
         match self {
             TokenizerImpl::Bpe(t) => Some(t.vocabulary()),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => Some(t.vocabulary()),
             TokenizerImpl::Word(_) | TokenizerImpl::Char(_) => None,
         }
     }
@@ -181,8 +203,32 @@ impl From<BpeTokenizer> for TokenizerImpl {
     }
 }
 
-stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word, Char, Bpe }
-    input<'a> = &'a str; output = Tokens;);
+/// Forwards to the variant (written out rather than with `delegate_stage!`, because the `hf`
+/// variant exists only with its feature).
+impl Stage for TokenizerImpl {
+    type Input<'a> = &'a str;
+    type Output = Tokens;
+
+    fn name(&self) -> &str {
+        match self {
+            TokenizerImpl::Word(t) => t.name(),
+            TokenizerImpl::Char(t) => t.name(),
+            TokenizerImpl::Bpe(t) => t.name(),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.name(),
+        }
+    }
+
+    fn run(&self, input: &str, out: &mut Tokens, cx: &Ctx) -> Result<()> {
+        match self {
+            TokenizerImpl::Word(t) => t.run(input, out, cx),
+            TokenizerImpl::Char(t) => t.run(input, out, cx),
+            TokenizerImpl::Bpe(t) => t.run(input, out, cx),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.run(input, out, cx),
+        }
+    }
+}
 
 impl Tokenizer for TokenizerImpl {
     fn decode(&self, tokens: &Tokens) -> String {
@@ -190,6 +236,8 @@ impl Tokenizer for TokenizerImpl {
             TokenizerImpl::Word(t) => t.decode(tokens),
             TokenizerImpl::Char(t) => t.decode(tokens),
             TokenizerImpl::Bpe(t) => t.decode(tokens),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.decode(tokens),
         }
     }
 
@@ -198,6 +246,8 @@ impl Tokenizer for TokenizerImpl {
             TokenizerImpl::Word(t) => t.tokenize(text),
             TokenizerImpl::Char(t) => t.tokenize(text),
             TokenizerImpl::Bpe(t) => t.tokenize(text),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.tokenize(text),
         }
     }
 
@@ -206,6 +256,8 @@ impl Tokenizer for TokenizerImpl {
             TokenizerImpl::Word(t) => t.decode_next(previous, token),
             TokenizerImpl::Char(t) => t.decode_next(previous, token),
             TokenizerImpl::Bpe(t) => t.decode_next(previous, token),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.decode_next(previous, token),
         }
     }
 }
@@ -213,7 +265,35 @@ impl Tokenizer for TokenizerImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stagewise_core::Stage;
+
+    #[cfg(not(feature = "hf"))]
+    #[test]
+    fn hf_without_its_feature_is_a_clear_error() {
+        let cfg: TokenizerConfig = toml::from_str("kind = \"hf\"\npath = \"t.json\"\n").expect("valid config");
+        let err = cfg.build().expect_err("no hf feature").to_string();
+        assert!(err.contains("--features hf") && err.contains("tokenizer.kind"), "{err}");
+    }
+
+    #[test]
+    fn bpe_needs_a_path_or_a_vocabulary_size() {
+        for (text, field) in [
+            ("kind = \"bpe\"\n", "tokenizer.path"),
+            ("kind = \"bpe\"\npath = \"a.json\"\nvocab_size = 300\n", "tokenizer.vocab_size"),
+            ("kind = \"bpe\"\nvocab_size = 100\n", "tokenizer.vocab_size"),
+        ] {
+            let cfg: TokenizerConfig = toml::from_str(text).expect("parses");
+            let err = cfg.validate().expect_err(text).to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        let cfg: TokenizerConfig = toml::from_str("kind = \"bpe\"\nvocab_size = 300\n").expect("parses");
+        cfg.validate().expect("valid");
+        assert!(cfg.build().is_err(), "a tokenizer to train is built by `train`");
+        let t = cfg.train("to be or not to be, that is the question\n").expect("trains");
+        let size = t.vocabulary().map_or(0, <[String]>::len);
+        assert!(t.name() == "bpe" && size > 257 && size < 300, "{size}");
+        let missing: TokenizerConfig = toml::from_str("kind = \"bpe\"\npath = \"no/such.json\"\n").expect("parses");
+        assert!(missing.build().expect_err("no file").to_string().contains("no/such.json"));
+    }
 
     /// Decoding token by token gives the text of decoding the whole sequence.
     #[test]

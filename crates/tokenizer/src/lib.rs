@@ -17,6 +17,8 @@
 //! - [`BpeTokenizer`] (`"bpe"`): byte-level BPE as GPT-2 and HuggingFace `tokenizers` define it,
 //!   reading and writing `tokenizer.json` (same ids as `tokenizers`), with its trainer
 //!   [`BpeTrainer`]; `decode(tokenize(text)) == text`.
+//! - `HfTokenizer` (`"hf"`, cargo feature `hf`): any HuggingFace `tokenizer.json` (WordPiece,
+//!   Unigram, normalizers, ...) through the `tokenizers` crate, built without C dependencies.
 //! - [`TokenizerConfig`]: the serialisable choice (`kind = "word"`, `"char"` or `"bpe"`) read from the config file;
 //!   [`TokenizerConfig::build`] turns it into a [`TokenizerImpl`], the run-time face, an enum of the
 //!   built-ins that forwards every call with one `match`.
@@ -42,11 +44,15 @@
 
 pub mod bpe;
 mod char;
+#[cfg(feature = "hf")]
+mod hf;
 mod config;
 mod word;
 
 pub use bpe::{BpeModel, BpeTokenizer, BpeTrainer};
 pub use char::CharTokenizer;
+#[cfg(feature = "hf")]
+pub use hf::HfTokenizer;
 pub use config::{TokenizerConfig, TokenizerImpl};
 pub use word::WordTokenizer;
 
