@@ -269,7 +269,8 @@ mod tests {
     #[cfg(not(feature = "hf"))]
     #[test]
     fn hf_without_its_feature_is_a_clear_error() {
-        let cfg: TokenizerConfig = toml::from_str("kind = \"hf\"\npath = \"t.json\"\n").expect("valid config");
+        let cfg: TokenizerConfig =
+            toml::from_str("kind = \"hf\"\npath = \"t.json\"\n").expect("valid config");
         let err = cfg.build().expect_err("no hf feature").to_string();
         assert!(err.contains("--features hf") && err.contains("tokenizer.kind"), "{err}");
     }
@@ -291,7 +292,8 @@ mod tests {
         let t = cfg.train("to be or not to be, that is the question\n").expect("trains");
         let size = t.vocabulary().map_or(0, <[String]>::len);
         assert!(t.name() == "bpe" && size > 257 && size < 300, "{size}");
-        let missing: TokenizerConfig = toml::from_str("kind = \"bpe\"\npath = \"no/such.json\"\n").expect("parses");
+        let missing: TokenizerConfig =
+            toml::from_str("kind = \"bpe\"\npath = \"no/such.json\"\n").expect("parses");
         assert!(missing.build().expect_err("no file").to_string().contains("no/such.json"));
     }
 

@@ -56,7 +56,10 @@ impl HfTokenizer {
                 None => {
                     return Err(Error::data(
                         path.display().to_string(),
-                        format!("token {token:?} has id {id}, past the {} ids of the vocabulary", vocabulary.len()),
+                        format!(
+                            "token {token:?} has id {id}, past the {} ids of the vocabulary",
+                            vocabulary.len()
+                        ),
                     ));
                 }
             }

@@ -44,16 +44,16 @@
 
 pub mod bpe;
 mod char;
+mod config;
 #[cfg(feature = "hf")]
 mod hf;
-mod config;
 mod word;
 
 pub use bpe::{BpeModel, BpeTokenizer, BpeTrainer};
 pub use char::CharTokenizer;
+pub use config::{TokenizerConfig, TokenizerImpl};
 #[cfg(feature = "hf")]
 pub use hf::HfTokenizer;
-pub use config::{TokenizerConfig, TokenizerImpl};
 pub use word::WordTokenizer;
 
 use stagewise_core::{Ctx, Result, Stage, Tokens};

@@ -17,7 +17,8 @@ fn the_bpe_fixture_gives_the_same_ids_through_tokenizers_and_bpe() {
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json");
         let text = v["text"].as_str().expect("text");
-        let want: Vec<u32> = v["ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect();
+        let want: Vec<u32> =
+            v["ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect();
         assert_eq!(hf.encode_ids(text).expect("encodes"), want, "{text:?}");
         assert_eq!(bpe.encode(text), want, "{text:?}");
     }
@@ -29,12 +30,14 @@ fn the_bpe_fixture_gives_the_same_ids_through_tokenizers_and_bpe() {
 /// A small WordPiece tokenizer with BERT's normalizer and pre-tokenizer: what `bpe` refuses and
 /// `hf` loads.
 fn wordpiece_json() -> String {
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        ["[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", "un", "##believ", "##able", ".", ","]
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), serde_json::json!(i)))
-            .collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = [
+        "[UNK]", "[CLS]", "[SEP]", "the", "cat", "sat", "on", "mat", "##s", "un", "##believ", "##able", ".",
+        ",",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| (t.to_string(), serde_json::json!(i)))
+    .collect();
     serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
@@ -67,7 +70,10 @@ fn a_wordpiece_tokenizer_loads_with_hf_and_is_refused_by_bpe() {
     let t = config.build().expect("builds");
     let tokens = t.tokenize("The cats sat on the MAT, unbelievable.").expect("tokenizes");
     // Lower-cased by the normalizer, split by WordPiece, no [CLS]/[SEP] added.
-    assert_eq!(tokens.to_vec(), ["the", "cat", "##s", "sat", "on", "the", "mat", ",", "un", "##believ", "##able", "."]);
+    assert_eq!(
+        tokens.to_vec(),
+        ["the", "cat", "##s", "sat", "on", "the", "mat", ",", "un", "##believ", "##able", "."]
+    );
     assert_eq!(t.decode(&tokens), "the cats sat on the mat, unbelievable.");
     assert_eq!(t.vocabulary().map(<[String]>::len), Some(14));
     let missing = std::fs::write(dir.join("broken.json"), "{\"model\": 3}");
