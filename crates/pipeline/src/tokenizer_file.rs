@@ -112,8 +112,8 @@ fn word_level_json(kind: TokenizerKind, tokens: &[&String]) -> String {
 /// `train-tokenizer` writes them.
 #[derive(Debug)]
 pub enum TokenizerFile {
-    /// A byte-level BPE.
-    Bpe(BpeModel),
+    /// A byte-level BPE (boxed: the model holds its byte table inline).
+    Bpe(Box<BpeModel>),
     /// A word-level vocabulary over `word` or `char` tokens.
     WordLevel {
         /// `word` (lower-cased words, decoded joined by spaces) or `char`.
@@ -141,7 +141,7 @@ impl TokenizerFile {
         let root: Value =
             serde_json::from_str(&text).map_err(|e| Error::data(&context, format!("not valid JSON: {e}")))?;
         if root.pointer("/model/type").and_then(Value::as_str) != Some("WordLevel") {
-            return BpeModel::from_json(&text, &context).map(TokenizerFile::Bpe);
+            return BpeModel::from_json(&text, &context).map(|m| TokenizerFile::Bpe(Box::new(m)));
         }
         let kind = match (root.pointer("/pre_tokenizer/type").and_then(Value::as_str), root.get("normalizer"))
         {

@@ -130,13 +130,15 @@ fn reads_merges_written_as_strings() {
     assert_eq!(&model, hf_model());
 }
 
+/// Merge rank of each token pair.
+type Ranks = std::collections::HashMap<(String, String), usize>;
+/// Id of each token.
+type Vocab = std::collections::HashMap<String, u32>;
+
 /// GPT-2's `bpe` loop (encoder.py), written plainly on token strings: the reference the fast
 /// encoder (scanning for short pieces, a heap for long ones, a cache) must agree with.
 fn naive_encode(text: &str) -> Vec<u32> {
-    static RANKS: OnceLock<(
-        std::collections::HashMap<(String, String), usize>,
-        std::collections::HashMap<String, u32>,
-    )> = OnceLock::new();
+    static RANKS: OnceLock<(Ranks, Vocab)> = OnceLock::new();
     let (ranks, vocab) = RANKS.get_or_init(|| {
         let doc: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixture("tokenizer.json")).expect("read"))

@@ -217,7 +217,7 @@ impl BpeModel {
         while i < bytes.len() {
             let candidates = &self.added_by_byte[bytes[i] as usize];
             let found =
-                candidates.iter().copied().find(|&id| bytes[i..].starts_with(&self.token_bytes_raw(id)));
+                candidates.iter().copied().find(|&id| bytes[i..].starts_with(self.token_bytes_raw(id)));
             match found {
                 Some(id) => {
                     self.encode_segment(&text[segment_start..i], cache, out);

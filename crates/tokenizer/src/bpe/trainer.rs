@@ -160,16 +160,13 @@ impl BpeTrainer {
             }
         }
 
-        let added = (0u32..)
-            .zip(&self.special_tokens)
-            .filter(|(_, t)| index.get(*t).is_some())
-            .map(|(_, t)| AddedToken { id: index[t], content: t.clone(), special: true })
-            .fold(Vec::<AddedToken>::new(), |mut v, t| {
-                if !v.iter().any(|x| x.id == t.id) {
-                    v.push(t);
-                }
-                v
-            });
+        let mut added: Vec<AddedToken> = Vec::new();
+        for t in &self.special_tokens {
+            let id = index[t];
+            if !added.iter().any(|a| a.id == id) {
+                added.push(AddedToken { id, content: t.clone(), special: true });
+            }
+        }
         BpeModel::new(tokens, &merges, added, BpeOptions { use_regex: true, ..BpeOptions::default() })
     }
 }
