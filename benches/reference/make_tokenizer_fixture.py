@@ -9,7 +9,10 @@ crates/tokenizer/tests/fixtures/bpe/:
 - train.txt: the training text (so the Rust test needs no Python and no slicing rules);
 - tokenizer.json: the tokenizer `tokenizers` trained and saved;
 - ids.jsonl: one {"text": ..., "ids": [...]} object per line of a few hundred lines (training
-  lines, unseen Shakespeare lines and the edge lines), the ids `tokenizers` gives.
+  lines, unseen Shakespeare lines and the edge lines), the ids `tokenizers` gives;
+- ids_prefix_space.jsonl: the same lines' ids from the same tokenizer with the pre-tokenizer's
+  `add_prefix_space` set (as some GPT-2-style files have it) and its merges written as "a b"
+  strings (the layout of files made before tokenizers 0.20, GPT-2's among them).
 
 Run from the repository root: `python benches/reference/make_tokenizer_fixture.py`.
 """
@@ -80,6 +83,13 @@ def main():
             ids = tok.encode(text).ids
             assert tok.decode(ids, skip_special_tokens=False) == text, text
             f.write(json.dumps({"text": text, "ids": ids}, ensure_ascii=False) + "\n")
+    doc = json.loads(tok.to_str())
+    doc["pre_tokenizer"]["add_prefix_space"] = True
+    doc["model"]["merges"] = [f"{a} {b}" for a, b in doc["model"]["merges"]]
+    spaced = Tokenizer.from_str(json.dumps(doc))
+    with open(os.path.join(OUT, "ids_prefix_space.jsonl"), "w", encoding="utf-8") as f:
+        for text in sample:
+            f.write(json.dumps({"text": text, "ids": spaced.encode(text).ids}, ensure_ascii=False) + "\n")
     print(f"wrote {OUT}: {len(sample)} lines, vocabulary {tok.get_vocab_size()}")
 
 

@@ -263,7 +263,7 @@ impl TokenizerFile {
 
 /// `text` cut into blocks of whole lines of about `size` bytes.
 fn line_blocks(text: &str, size: usize) -> Vec<&str> {
-    let mut blocks = Vec::with_capacity(text.len() / size + 1);
+    let mut blocks = Vec::with_capacity(text.len() / size.max(1) + 1);
     let mut rest = text;
     while !rest.is_empty() {
         let end = match rest.as_bytes().get(size..).and_then(|tail| tail.iter().position(|&b| b == b'\n')) {

@@ -20,7 +20,12 @@ fn hf_model() -> &'static BpeModel {
 
 /// `(text, ids)` of every fixture line.
 fn fixture_lines() -> Vec<(String, Vec<u32>)> {
-    let text = std::fs::read_to_string(fixture("ids.jsonl")).expect("fixture ids");
+    lines_of("ids.jsonl")
+}
+
+/// `(text, ids)` of every line of a fixture file of ids.
+fn lines_of(name: &str) -> Vec<(String, Vec<u32>)> {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture ids");
     text.lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
@@ -43,6 +48,34 @@ fn gives_exactly_the_ids_tokenizers_gives() {
         assert_eq!(&got, want, "{text:?}");
         assert_eq!(&model.encode(text), want, "{text:?} without a cache");
         assert_eq!(&model.decode(want).expect("ids in range"), text);
+    }
+}
+
+#[test]
+fn a_prefix_space_and_string_merges_give_the_ids_tokenizers_gives() {
+    // The fixture's tokenizer with `add_prefix_space` set and merges as "a b" strings, as
+    // GPT-2-style files have them; `tokenizers` made these ids from that file.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tokenizer.json")).expect("read"))
+            .expect("json");
+    doc["pre_tokenizer"]["add_prefix_space"] = serde_json::Value::Bool(true);
+    let merges = doc["model"]["merges"].as_array().expect("merges").clone();
+    doc["model"]["merges"] = merges
+        .iter()
+        .map(|m| {
+            serde_json::Value::String(format!("{} {}", m[0].as_str().expect("a"), m[1].as_str().expect("b")))
+        })
+        .collect();
+    let model = BpeModel::from_json(&doc.to_string(), "spaced.json").expect("loads");
+    let lines = lines_of("ids_prefix_space.jsonl");
+    assert!(lines.len() > 400);
+    for (text, want) in &lines {
+        assert_eq!(&model.encode(text), want, "{text:?}");
+        // The space goes before each segment between special tokens; elsewhere only in front.
+        if !text.contains(END_OF_TEXT) {
+            let back = model.decode(want).expect("in range");
+            assert!(back == *text || back == format!(" {text}"), "{text:?} -> {back:?}");
+        }
     }
 }
 
