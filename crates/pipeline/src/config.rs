@@ -263,6 +263,7 @@ impl Config {
         self.optimizer.validate()?;
         self.schedule.validate()?;
         self.vectorizer.validate()?;
+        self.tokenizer.validate()?;
         Ok(())
     }
 }

@@ -21,10 +21,11 @@ pub fn argmax(xs: &[f32]) -> usize {
     best
 }
 
-/// The most likely id other than `<unk>` (id 0): a continuation of `<unk>`s says nothing, and an
-/// undertrained model predicts `<unk>` (the most frequent id) far more often than any word.
-fn most_likely_word(logits: &[f32]) -> u32 {
-    if logits.len() > 1 { argmax(&logits[1..]) as u32 + 1 } else { 0 }
+/// The most likely id other than `<unk>` (id 0, when the vocabulary has one): a continuation of
+/// `<unk>`s says nothing, and an undertrained model predicts `<unk>` (the most frequent id) far
+/// more often than any word. A tokenizer's own vocabulary (BPE) has no `<unk>`: every id counts.
+fn most_likely_word(logits: &[f32], skip_unk: bool) -> u32 {
+    if skip_unk && logits.len() > 1 { argmax(&logits[1..]) as u32 + 1 } else { argmax(logits) as u32 }
 }
 
 /// The most tokens one generation may ask for (`--tokens`, `generate.tokens`): generation writes
@@ -75,12 +76,13 @@ where
         return Err(Error::config("generate.prompt", "the prompt has no tokens"));
     }
     let (batch, vocab) = (model.dims.batch, model.dims.vocab);
+    let skip_unk = vectorizer.unk_id() == Some(0);
     let mut inputs = vec![0u32; batch];
     model.reset_state();
     let mut step = |model: &mut Model<f32, E, F, L, B, O>, id: u32| -> Result<u32> {
         inputs.fill(id);
         let logits = model.predict(&inputs, &cx)?;
-        Ok(most_likely_word(&logits[..vocab]))
+        Ok(most_likely_word(&logits[..vocab], skip_unk))
     };
     let mut next = 0;
     for &id in &ids {

@@ -29,6 +29,7 @@ pub mod model;
 pub mod parity;
 pub mod run_dir;
 pub mod stages;
+pub mod tokenizer_file;
 pub mod train;
 
 pub use config::Config;

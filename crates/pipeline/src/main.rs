@@ -13,6 +13,7 @@ use stagewise_pipeline::config::{Config, check_threads};
 use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::{check_token_count, generate};
 use stagewise_pipeline::parity::{run_parity, run_parity_with_config};
+use stagewise_pipeline::tokenizer_file::{TokenizerFile, TokenizerKind, train_tokenizer};
 use stagewise_pipeline::train::{evaluate, prepare_data_with, thread_pool};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,10 @@ enum Command {
     Eval(EvalArgs),
     /// List every implementation of every box, with its config keys, types and defaults.
     Stages(StagesArgs),
+    /// Train a tokenizer on a text file and write it as a HuggingFace tokenizer.json.
+    TrainTokenizer(TrainTokenizerArgs),
+    /// Encode text to ids line by line with a tokenizer.json (or `--decode` ids back to text).
+    Encode(EncodeArgs),
     /// Time f32 GEMM through faer; prints one JSON line (used by `cargo xtask bench`).
     #[command(hide = true)]
     BenchGemm(BenchGemmArgs),
@@ -89,6 +94,45 @@ struct BenchRunArgs {
     /// Untimed warm-up windows first.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+}
+
+#[derive(clap::Args)]
+struct TrainTokenizerArgs {
+    /// Which tokenizer: byte-level BPE, or a word-level vocabulary of characters or words.
+    #[arg(long, value_enum)]
+    kind: TokenizerKind,
+    /// The UTF-8 text to train on (read line by line, as HF `tokenizers` reads training files).
+    #[arg(long)]
+    data: PathBuf,
+    /// Tokens in the vocabulary (for bpe: the 256 bytes and `<|endoftext|>` included; for char
+    /// and word: `<unk>` included).
+    #[arg(long)]
+    vocab_size: usize,
+    /// Least count of a merged pair (bpe, default 2) or of a kept token (char, word, default 1).
+    #[arg(long)]
+    min_frequency: Option<u64>,
+    /// Worker threads (0 = all cores; at most 1024). The file is the same at any count.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Where to write the tokenizer.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct EncodeArgs {
+    /// A tokenizer.json (byte-level BPE, or a word/char file `train-tokenizer` wrote).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// The text to encode, one line at a time (default: standard input).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Read lines of space-separated ids and write the text of each line.
+    #[arg(long)]
+    decode: bool,
+    /// Worker threads (0 = all cores; at most 1024). The output is the same at any count.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 #[derive(clap::Args)]
@@ -208,12 +252,27 @@ struct Loaded {
 
 fn load_checkpoint(path: &Path) -> Result<Loaded> {
     let checkpoint = Checkpoint::load(path)?;
-    let config =
+    let mut config =
         Config::from_toml(&checkpoint.config_toml, &format!("{} (embedded config)", path.display()))?;
+    find_tokenizer_file(&mut config, path);
     let vectorizer = config
         .vectorizer
         .from_json(&checkpoint.vocab_json, &format!("{} (embedded vocabulary)", path.display()))?;
     Ok(Loaded { path: path.to_path_buf(), checkpoint, config, vectorizer })
+}
+
+/// A BPE run records its `tokenizer.json` by its path from where it was trained; when that path
+/// does not lead to a file from here, the `tokenizer.json` beside the checkpoint is the one (the
+/// run directory moved, or the command runs from elsewhere).
+fn find_tokenizer_file(config: &mut Config, checkpoint: &Path) {
+    if let stagewise_tokenizer::TokenizerConfig::Bpe { path: Some(p), .. } = &mut config.tokenizer
+        && !p.is_file()
+    {
+        let beside = checkpoint.with_file_name(stagewise_pipeline::train::TOKENIZER_FILE);
+        if beside.is_file() {
+            *p = beside;
+        }
+    }
 }
 
 impl Loaded {
@@ -334,6 +393,44 @@ fn run_stages(args: StagesArgs) -> Result<()> {
     write_stdout(&text)
 }
 
+fn run_train_tokenizer(args: TrainTokenizerArgs) -> Result<()> {
+    check_threads("--threads", args.threads)?;
+    let pool = thread_pool(args.threads)?;
+    let json =
+        pool.install(|| train_tokenizer(args.kind, &args.data, args.vocab_size, args.min_frequency))?;
+    stagewise_core::write_atomically(&args.out, json.as_bytes()).map_err(|e| Error::io(&args.out, e))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn run_encode(args: EncodeArgs) -> Result<()> {
+    use std::io::{Read, Write};
+    check_threads("--threads", args.threads)?;
+    let tokenizer = TokenizerFile::load(&args.tokenizer)?;
+    let (bytes, origin) = match &args.input {
+        Some(path) => {
+            (stagewise_core::read_regular_file(path, u64::MAX).map_err(|e| Error::io(path, e))?, path.clone())
+        }
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin().lock().read_to_end(&mut bytes).map_err(|e| Error::io("standard input", e))?;
+            (bytes, PathBuf::from("standard input"))
+        }
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::data(format!("{}:{line}", origin.display()), format!("invalid UTF-8 at byte offset {offset}"))
+    })?;
+    let out = if args.decode {
+        tokenizer.decode_lines(&text, &origin.display().to_string())?
+    } else {
+        thread_pool(args.threads)?.install(|| tokenizer.encode_lines(&text))
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out).and_then(|()| stdout.flush()).map_err(|e| Error::io("standard output", e))
+}
+
 fn run_bench_report(args: BenchReportArgs) -> Result<()> {
     let report = Report::load(&args.samples)?;
     print!("{}", report.console());
@@ -382,6 +479,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => run_generate(a).map(|()| true),
         Command::Eval(a) => run_eval(a).map(|()| true),
         Command::Stages(a) => run_stages(a).map(|()| true),
+        Command::TrainTokenizer(a) => run_train_tokenizer(a).map(|()| true),
+        Command::Encode(a) => run_encode(a).map(|()| true),
         Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
         Command::BenchRun(a) => run_bench_run(a).map(|()| true),
         Command::BenchReport(a) => run_bench_report(a).map(|()| true),

@@ -7,7 +7,7 @@
 //! DIR/generations/<id>/          one complete set: metrics.jsonl, vocab.json, model.ckpt, config.toml,
 //!                                best.ckpt
 //! DIR/latest -> generations/<id> the set that counts, switched by one atomic rename
-//! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt, ...): stable names
+//! DIR/metrics.jsonl -> latest/metrics.jsonl   (and vocab.json, model.ckpt, tokenizer.json): stable names
 //! ```
 //!
 //! A run publishes a new generation at the end of every epoch: it writes the whole set into a
@@ -31,6 +31,10 @@ use std::path::{Path, PathBuf};
 /// `--set` and flag applied, the one the checkpoint embeds) and the checkpoint of the epoch with
 /// the lowest test loss so far.
 pub const RUN_FILES: [&str; 5] = ["metrics.jsonl", "vocab.json", "model.ckpt", "config.toml", "best.ckpt"];
+
+/// Files a generation may hold besides [`RUN_FILES`], linked under a stable name when it does:
+/// the `tokenizer.json` of a BPE run.
+pub const OPTIONAL_RUN_FILES: [&str; 1] = ["tokenizer.json"];
 
 /// A run directory held by this process (see the module docs). Dropping it releases the lock.
 #[derive(Debug)]
@@ -131,7 +135,9 @@ impl RunDir {
     /// Makes `DIR/<file>` a link to `latest/<file>` for each run file (once; renames keep each
     /// name valid at every moment).
     fn link_stable_names(&self) -> Result<()> {
-        for file in RUN_FILES {
+        let latest = self.dir.join("latest");
+        let optional = OPTIONAL_RUN_FILES.into_iter().filter(|f| latest.join(f).is_file());
+        for file in RUN_FILES.into_iter().chain(optional) {
             let name = self.dir.join(file);
             let target = Path::new("latest").join(file);
             if std::fs::read_link(&name).is_ok_and(|t| t == target) {

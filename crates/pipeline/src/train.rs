@@ -16,8 +16,8 @@ use stagewise_forward::{Forward, ForwardImpl};
 use stagewise_loss::{Loss, LossImpl};
 use stagewise_optimizer::schedule::Schedule;
 use stagewise_optimizer::{Optimizer, OptimizerImpl};
-use stagewise_tokenizer::{Tokenizer, TokenizerImpl};
-use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
+use stagewise_tokenizer::{Tokenizer, TokenizerConfig, TokenizerImpl};
+use stagewise_vectorizer::{Vectorizer, VectorizerImpl, Vocab, VocabVectorizer};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -163,11 +163,19 @@ pub fn prepare_data(config: &Config) -> Result<PreparedData> {
 /// [`Tokens`] buffer (not a `String` each), the vocabulary is fitted on the first tokens (the
 /// training split), the vectorizer turns them all into ids, and the text and tokens are dropped
 /// before the model is built.
+///
+/// A tokenizer that defines its own ids (`bpe`) fixes the vocabulary instead: the vectorizer is
+/// its token list in id order ([`Vocab::closed`]), so every id is the tokenizer's own, and the
+/// `[vectorizer]` settings are not used. A `bpe` tokenizer that trains (`vocab_size`) is trained
+/// first, on [`tokenizer_training_text`], on the current thread pool.
 pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) -> Result<PreparedData> {
-    let cx = Ctx::seq();
-    let tokenizer = config.tokenizer.build()?;
-    let mut tokens = Tokens::new();
+    let cx = Ctx { par: par_for_threads(rayon::current_num_threads()), ..Ctx::seq() };
     let text = read_corpus(&config.data.path)?;
+    let tokenizer = match config.tokenizer.trainer() {
+        Some(_) => config.tokenizer.train(tokenizer_training_text(&text, config.data.test_fraction))?,
+        None => config.tokenizer.build()?,
+    };
+    let mut tokens = Tokens::new();
     tokenizer.run(&text, &mut tokens, &cx)?;
     let count = tokens.len();
     let n_test = test_count(count, config.data.test_fraction);
@@ -183,9 +191,21 @@ pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) ->
     let n_train = count - n_test;
     let test_chars = tokenizer.token_start(&text, n_train).map(|at| text[at..].chars().count());
     drop(text);
-    let vectorizer = match vectorizer {
-        Some(v) => v,
-        None => config.vectorizer.fit(tokens.iter().take(n_train))?,
+    let vectorizer = match (vectorizer, tokenizer.vocabulary()) {
+        (Some(VectorizerImpl::Vocab(v)), Some(own)) if v.vocab().tokens() != own => {
+            return Err(Error::data(
+                "vocabulary",
+                format!(
+                    "the saved vocabulary ({} ids) is not the tokenizer's own ({} ids): the tokenizer \
+                     file changed since the model was trained",
+                    v.vocab_size(),
+                    own.len()
+                ),
+            ));
+        }
+        (Some(v), _) => v,
+        (None, Some(own)) => VectorizerImpl::Vocab(VocabVectorizer::new(Vocab::closed(own.to_vec())?)),
+        (None, None) => config.vectorizer.fit(tokens.iter().take(n_train))?,
     };
     let mut train_ids = Vec::new();
     vectorizer.run(&tokens, &mut train_ids, &cx)?;
@@ -193,6 +213,37 @@ pub fn prepare_data_with(config: &Config, vectorizer: Option<VectorizerImpl>) ->
     let test_ids = train_ids.split_off(n_train);
     train_ids.shrink_to_fit();
     Ok(PreparedData { tokenizer, vectorizer, train_ids, test_ids, tokens: count, test_chars })
+}
+
+/// The text a tokenizer trained at the start of a run learns from: the corpus's whole lines
+/// before its last `test_fraction` of bytes, so it has not seen (most of) the test split, which
+/// is the last `test_fraction` of the tokens.
+pub fn tokenizer_training_text(text: &str, test_fraction: f64) -> &str {
+    let mut cut = ((text.len() as f64 * (1.0 - test_fraction)).floor() as usize).min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    match text[..cut].rfind('\n') {
+        Some(i) => &text[..=i],
+        None => &text[..cut],
+    }
+}
+
+/// The file a BPE run saves its tokenizer to, in the run directory.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The config a run records (in `config.toml` and the checkpoint): `config` itself, except that a
+/// `bpe` tokenizer trained at the start of the run is recorded as loaded from the run directory's
+/// `tokenizer.json`, so `generate` and `eval` use the very tokenizer the model was trained with.
+pub fn recorded_config(config: &Config, out_dir: &Path) -> Config {
+    let mut recorded = config.clone();
+    if let TokenizerConfig::Bpe { path: path @ None, vocab_size: vocab_size @ Some(_), .. } =
+        &mut recorded.tokenizer
+    {
+        *path = Some(out_dir.join(TOKENIZER_FILE));
+        *vocab_size = None;
+    }
+    recorded
 }
 
 /// Scores every window of `split` with the state reset first (the evaluation protocol of
@@ -334,7 +385,11 @@ where
     for o in observers.iter_mut() {
         o.on_start(&info)?;
     }
-    let (config_toml, vocab_json) = (config.to_toml(), data.vectorizer.to_json());
+    let (config_toml, vocab_json) = (recorded_config(config, out_dir).to_toml(), data.vectorizer.to_json());
+    let tokenizer_json = match &data.tokenizer {
+        TokenizerImpl::Bpe(t) => Some(t.model().to_json()),
+        _ => None,
+    };
     let total_steps = (config.train.epochs as u64).saturating_mul(total as u64);
     let mut schedule = Schedule::new(&config.schedule, config.optimizer.lr(), total_steps)?;
     let started = Instant::now();
@@ -423,6 +478,10 @@ where
                 link_or_copy(&previous_best, &dir.join("best.ckpt"))?;
             }
             data.vectorizer.save(dir.join("vocab.json"))?;
+            if let Some(text) = &tokenizer_json {
+                let path = dir.join(TOKENIZER_FILE);
+                stagewise_core::write_atomically(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;
+            }
             for (file, text) in [("config.toml", &config_toml), ("metrics.jsonl", &metrics_lines)] {
                 let path = dir.join(file);
                 stagewise_core::write_atomically(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;

@@ -16,6 +16,7 @@
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
 //! - [`seed_vocab`]: the seed configuration's vocabulary, pinned id for id.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
+//! - [`tokenizer_cli`]: `train-tokenizer` and `encode`, against the ids HF `tokenizers` gives.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
 // the helpers the tests share, which clippy does not count as test code.
@@ -37,4 +38,5 @@ mod run_dir_safety;
 mod seed_vocab;
 mod shipped_configs;
 mod stages_cli;
+mod tokenizer_cli;
 mod whole_model_gradient;

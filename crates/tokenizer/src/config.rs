@@ -1,8 +1,10 @@
 //! The run-time face: the config table that picks a tokenizer, and the enum it builds.
 
+use crate::bpe::{BpeModel, BpeTokenizer, BpeTrainer};
 use crate::{CharTokenizer, Tokenizer, WordTokenizer};
 use serde::{Deserialize, Serialize};
-use stagewise_core::{Result, Tokens};
+use stagewise_core::{Ctx, Error, Result, Stage, Tokens};
+use std::path::PathBuf;
 
 /// Which tokenizer to use, as written in the config file (`[tokenizer]` table, `kind = "word"`).
 ///
@@ -17,6 +19,44 @@ pub enum TokenizerConfig {
     /// [`CharTokenizer`]: one token per Unicode character, whitespace and case kept (for
     /// character-level models). No settings.
     Char {},
+    /// [`BpeTokenizer`]: byte-level BPE as GPT-2 and HuggingFace `tokenizers` define it,
+    /// loaded from a `tokenizer.json` (`path`) or trained on the training split at the start
+    /// of the run (`vocab_size`) and saved to the run directory as `tokenizer.json`.
+    ///
+    /// Ids are the tokenizer's own: the vectorizer of a BPE run is its vocabulary in id order.
+    Bpe {
+        /// A HuggingFace `tokenizer.json` holding a byte-level BPE (GPT-2 style) to load.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<PathBuf>,
+        /// Train a vocabulary of this many tokens (the 256 bytes and the special tokens
+        /// included) when the run starts, instead of loading `path`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vocab_size: Option<usize>,
+        /// When training: pairs seen fewer times are never merged (default 2).
+        #[serde(default = "default_min_frequency")]
+        min_frequency: u64,
+        /// When training: tokens put first in the vocabulary and matched whole in any text
+        /// (default `["<|endoftext|>"]`).
+        #[serde(default = "default_special_tokens")]
+        special_tokens: Vec<String>,
+    },
+    /// Any HuggingFace `tokenizer.json` (WordPiece, Unigram, BPE, normalizers, ...) through the
+    /// `tokenizers` crate, with exactly its ids; needs the cargo feature `hf`.
+    ///
+    /// Ids are the file's (like `bpe`); text is encoded without the post-processor's special
+    /// tokens.
+    Hf {
+        /// The `tokenizer.json` to load.
+        path: PathBuf,
+    },
+}
+
+fn default_min_frequency() -> u64 {
+    BpeTrainer::DEFAULT_MIN_FREQUENCY
+}
+
+fn default_special_tokens() -> Vec<String> {
+    vec![crate::bpe::END_OF_TEXT.to_owned()]
 }
 
 impl Default for TokenizerConfig {
@@ -27,14 +67,81 @@ impl Default for TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    /// Builds the tokenizer this config describes.
-    ///
-    /// Fallible because future kinds (a BPE model file, say) will read files or validate
-    /// settings; `word` always succeeds.
+    /// Builds the tokenizer this config describes: `bpe` reads its `path`. A `bpe` config that
+    /// trains (`vocab_size`, no `path`) is built by [`TokenizerConfig::train`] instead.
     pub fn build(&self) -> Result<TokenizerImpl> {
         match self {
             TokenizerConfig::Word {} => Ok(TokenizerImpl::Word(WordTokenizer)),
             TokenizerConfig::Char {} => Ok(TokenizerImpl::Char(CharTokenizer)),
+            TokenizerConfig::Bpe { path: Some(path), .. } => {
+                Ok(TokenizerImpl::Bpe(BpeTokenizer::new(BpeModel::load(path)?)))
+            }
+            #[cfg(feature = "hf")]
+            TokenizerConfig::Hf { path } => Ok(TokenizerImpl::Hf(crate::HfTokenizer::load(path)?)),
+            #[cfg(not(feature = "hf"))]
+            TokenizerConfig::Hf { .. } => Err(Error::config(
+                "tokenizer.kind",
+                "\"hf\" needs the cargo feature `hf` (build with `--features hf`); a byte-level BPE \
+                 file also loads with kind = \"bpe\"",
+            )),
+            TokenizerConfig::Bpe { path: None, .. } => Err(Error::config(
+                "tokenizer.vocab_size",
+                "a bpe tokenizer that is not trained yet cannot be built: give `path`, or train it",
+            )),
+        }
+    }
+
+    /// Checks the settings without reading anything: `bpe` needs exactly one of `path` and
+    /// `vocab_size`, and a trainable vocabulary size.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            TokenizerConfig::Bpe { path, vocab_size, min_frequency, special_tokens } => {
+                match (path, vocab_size) {
+                    (Some(_), Some(_)) => Err(Error::config(
+                        "tokenizer.vocab_size",
+                        "give either `path` (load) or `vocab_size` (train), not both",
+                    )),
+                    (None, None) => Err(Error::config(
+                        "tokenizer.path",
+                        "a bpe tokenizer needs `path` (a tokenizer.json) or `vocab_size` (train one)",
+                    )),
+                    (None, Some(v)) => BpeTrainer {
+                        vocab_size: *v,
+                        min_frequency: *min_frequency,
+                        special_tokens: special_tokens.clone(),
+                    }
+                    .validate()
+                    .map_err(|m| Error::config("tokenizer.vocab_size", m)),
+                    (Some(_), None) => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The trainer of a `bpe` config that trains (`vocab_size` set, no `path`), else `None`.
+    pub fn trainer(&self) -> Option<BpeTrainer> {
+        match self {
+            TokenizerConfig::Bpe { path: None, vocab_size: Some(v), min_frequency, special_tokens } => {
+                Some(BpeTrainer {
+                    vocab_size: *v,
+                    min_frequency: *min_frequency,
+                    special_tokens: special_tokens.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Trains the tokenizer of a `bpe` config that trains on `text` (on the current rayon
+    /// pool), or builds any other config as [`TokenizerConfig::build`] does.
+    pub fn train(&self, text: &str) -> Result<TokenizerImpl> {
+        match self.trainer() {
+            Some(trainer) => trainer
+                .train(text)
+                .map(|m| TokenizerImpl::Bpe(BpeTokenizer::new(m)))
+                .map_err(|m| Error::config("tokenizer.vocab_size", m)),
+            None => self.build(),
         }
     }
 }
@@ -50,6 +157,25 @@ pub enum TokenizerImpl {
     Word(WordTokenizer),
     /// See [`CharTokenizer`].
     Char(CharTokenizer),
+    /// See [`BpeTokenizer`].
+    Bpe(BpeTokenizer),
+    /// See `HfTokenizer` (feature `hf`).
+    #[cfg(feature = "hf")]
+    Hf(crate::HfTokenizer),
+}
+
+impl TokenizerImpl {
+    /// The tokenizer's own vocabulary in id order, for tokenizers that define ids (`bpe`): the
+    /// vectorizer must then be this list, not one fitted by frequency. `None` for `word` and
+    /// `char`, whose ids the vectorizer chooses.
+    pub fn vocabulary(&self) -> Option<&[String]> {
+        match self {
+            TokenizerImpl::Bpe(t) => Some(t.vocabulary()),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => Some(t.vocabulary()),
+            TokenizerImpl::Word(_) | TokenizerImpl::Char(_) => None,
+        }
+    }
 }
 
 impl Default for TokenizerImpl {
@@ -71,14 +197,47 @@ impl From<CharTokenizer> for TokenizerImpl {
     }
 }
 
-stagewise_core::delegate_stage!(impl[] Stage for TokenizerImpl { Word, Char }
-    input<'a> = &'a str; output = Tokens;);
+impl From<BpeTokenizer> for TokenizerImpl {
+    fn from(t: BpeTokenizer) -> Self {
+        TokenizerImpl::Bpe(t)
+    }
+}
+
+/// Forwards to the variant (written out rather than with `delegate_stage!`, because the `hf`
+/// variant exists only with its feature).
+impl Stage for TokenizerImpl {
+    type Input<'a> = &'a str;
+    type Output = Tokens;
+
+    fn name(&self) -> &str {
+        match self {
+            TokenizerImpl::Word(t) => t.name(),
+            TokenizerImpl::Char(t) => t.name(),
+            TokenizerImpl::Bpe(t) => t.name(),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.name(),
+        }
+    }
+
+    fn run(&self, input: &str, out: &mut Tokens, cx: &Ctx) -> Result<()> {
+        match self {
+            TokenizerImpl::Word(t) => t.run(input, out, cx),
+            TokenizerImpl::Char(t) => t.run(input, out, cx),
+            TokenizerImpl::Bpe(t) => t.run(input, out, cx),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.run(input, out, cx),
+        }
+    }
+}
 
 impl Tokenizer for TokenizerImpl {
     fn decode(&self, tokens: &Tokens) -> String {
         match self {
             TokenizerImpl::Word(t) => t.decode(tokens),
             TokenizerImpl::Char(t) => t.decode(tokens),
+            TokenizerImpl::Bpe(t) => t.decode(tokens),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.decode(tokens),
         }
     }
 
@@ -86,6 +245,9 @@ impl Tokenizer for TokenizerImpl {
         match self {
             TokenizerImpl::Word(t) => t.tokenize(text),
             TokenizerImpl::Char(t) => t.tokenize(text),
+            TokenizerImpl::Bpe(t) => t.tokenize(text),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.tokenize(text),
         }
     }
 
@@ -93,6 +255,9 @@ impl Tokenizer for TokenizerImpl {
         match self {
             TokenizerImpl::Word(t) => t.decode_next(previous, token),
             TokenizerImpl::Char(t) => t.decode_next(previous, token),
+            TokenizerImpl::Bpe(t) => t.decode_next(previous, token),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.decode_next(previous, token),
         }
     }
 
@@ -100,6 +265,9 @@ impl Tokenizer for TokenizerImpl {
         match self {
             TokenizerImpl::Word(t) => t.token_start(text, index),
             TokenizerImpl::Char(t) => t.token_start(text, index),
+            TokenizerImpl::Bpe(t) => t.token_start(text, index),
+            #[cfg(feature = "hf")]
+            TokenizerImpl::Hf(t) => t.token_start(text, index),
         }
     }
 }
@@ -107,7 +275,37 @@ impl Tokenizer for TokenizerImpl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stagewise_core::Stage;
+
+    #[cfg(not(feature = "hf"))]
+    #[test]
+    fn hf_without_its_feature_is_a_clear_error() {
+        let cfg: TokenizerConfig =
+            toml::from_str("kind = \"hf\"\npath = \"t.json\"\n").expect("valid config");
+        let err = cfg.build().expect_err("no hf feature").to_string();
+        assert!(err.contains("--features hf") && err.contains("tokenizer.kind"), "{err}");
+    }
+
+    #[test]
+    fn bpe_needs_a_path_or_a_vocabulary_size() {
+        for (text, field) in [
+            ("kind = \"bpe\"\n", "tokenizer.path"),
+            ("kind = \"bpe\"\npath = \"a.json\"\nvocab_size = 300\n", "tokenizer.vocab_size"),
+            ("kind = \"bpe\"\nvocab_size = 100\n", "tokenizer.vocab_size"),
+        ] {
+            let cfg: TokenizerConfig = toml::from_str(text).expect("parses");
+            let err = cfg.validate().expect_err(text).to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        let cfg: TokenizerConfig = toml::from_str("kind = \"bpe\"\nvocab_size = 300\n").expect("parses");
+        cfg.validate().expect("valid");
+        assert!(cfg.build().is_err(), "a tokenizer to train is built by `train`");
+        let t = cfg.train("to be or not to be, that is the question\n").expect("trains");
+        let size = t.vocabulary().map_or(0, <[String]>::len);
+        assert!(t.name() == "bpe" && size > 257 && size < 300, "{size}");
+        let missing: TokenizerConfig =
+            toml::from_str("kind = \"bpe\"\npath = \"no/such.json\"\n").expect("parses");
+        assert!(missing.build().expect_err("no file").to_string().contains("no/such.json"));
+    }
 
     /// Decoding token by token gives the text of decoding the whole sequence.
     #[test]

@@ -14,7 +14,12 @@
 //!   each word straight into the arena.
 //! - [`CharTokenizer`] (`"char"`): one token per Unicode scalar value, whitespace and case kept,
 //!   for character-level models; `decode(tokenize(text)) == text`.
-//! - [`TokenizerConfig`]: the serialisable choice (`kind = "word"` or `"char"`) read from the config file;
+//! - [`BpeTokenizer`] (`"bpe"`): byte-level BPE as GPT-2 and HuggingFace `tokenizers` define it,
+//!   reading and writing `tokenizer.json` (same ids as `tokenizers`), with its trainer
+//!   [`BpeTrainer`]; `decode(tokenize(text)) == text`.
+//! - `HfTokenizer` (`"hf"`, cargo feature `hf`): any HuggingFace `tokenizer.json` (WordPiece,
+//!   Unigram, normalizers, ...) through the `tokenizers` crate, built without C dependencies.
+//! - [`TokenizerConfig`]: the serialisable choice (`kind = "word"`, `"char"` or `"bpe"`) read from the config file;
 //!   [`TokenizerConfig::build`] turns it into a [`TokenizerImpl`], the run-time face, an enum of the
 //!   built-ins that forwards every call with one `match`.
 //!
@@ -37,12 +42,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod bpe;
 mod char;
 mod config;
+#[cfg(feature = "hf")]
+mod hf;
 mod word;
 
+pub use bpe::{BpeModel, BpeTokenizer, BpeTrainer};
 pub use char::CharTokenizer;
 pub use config::{TokenizerConfig, TokenizerImpl};
+#[cfg(feature = "hf")]
+pub use hf::HfTokenizer;
 pub use word::WordTokenizer;
 
 use stagewise_core::{Ctx, Result, Stage, Tokens};

@@ -163,6 +163,12 @@ impl Vectorizer for VectorizerImpl {
         }
     }
 
+    fn unk_id(&self) -> Option<u32> {
+        match self {
+            VectorizerImpl::Vocab(v) => v.unk_id(),
+        }
+    }
+
     fn vectorize(&self, tokens: &Tokens) -> Result<Vec<u32>> {
         match self {
             VectorizerImpl::Vocab(v) => v.vectorize(tokens),

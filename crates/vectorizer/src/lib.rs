@@ -113,6 +113,12 @@ pub trait Vectorizer: for<'a> Stage<Input<'a> = &'a Tokens, Output = Vec<u32>> {
     /// The id of one token, [`UNK_ID`] (0) if the vocabulary does not contain it.
     fn id_of(&self, token: &str) -> u32;
 
+    /// The id standing for unknown tokens, which generation never picks: [`UNK_ID`] by default,
+    /// `None` for a tokenizer's own (closed) vocabulary, where every id is a real token.
+    fn unk_id(&self) -> Option<u32> {
+        Some(UNK_ID)
+    }
+
     /// Vectorizes `tokens` into a fresh vector: the convenient form of `run` for one-off calls (a
     /// prompt, a test) where there is no buffer to reuse.
     fn vectorize(&self, tokens: &Tokens) -> Result<Vec<u32>> {

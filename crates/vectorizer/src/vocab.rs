@@ -52,12 +52,18 @@ pub struct Vocab {
     specials: usize,
     counts: Option<Vec<u64>>,
     index: HashMap<String, u32>,
+    /// A tokenizer's own vocabulary (BPE): no `<unk>`, every id a real token, and a token
+    /// outside it an error rather than id 0.
+    closed: bool,
 }
 
 impl PartialEq for Vocab {
     /// Equal when the token lists, specials and counts are; the index is derived from the tokens.
     fn eq(&self, other: &Self) -> bool {
-        self.tokens == other.tokens && self.specials == other.specials && self.counts == other.counts
+        self.tokens == other.tokens
+            && self.specials == other.specials
+            && self.counts == other.counts
+            && self.closed == other.closed
     }
 }
 
@@ -76,6 +82,8 @@ struct VocabFile {
     tokens: Vec<String>,
     #[serde(default)]
     counts: Option<Vec<u64>>,
+    #[serde(default)]
+    closed: bool,
 }
 
 /// The on-disk layout, write side: borrows instead of cloning the token list.
@@ -87,6 +95,12 @@ struct VocabFileRef<'a> {
     tokens: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<&'a [u64]>,
+    #[serde(skip_serializing_if = "is_false")]
+    closed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Vocab {
@@ -108,6 +122,16 @@ impl Vocab {
         Self::validated(tokens, specials, counts, "vocabulary")
     }
 
+    /// A closed vocabulary: a tokenizer's own token list in id order (a BPE vocabulary), with no
+    /// `<unk>` (id 0 is whatever token the tokenizer gives id 0) and no specials of its own.
+    /// Vectorizing a token outside it is an error, since the tokenizer never produces one.
+    ///
+    /// Errors ([`Error::Data`]) if the list is empty, a token appears twice, or there are more
+    /// tokens than `u32` ids.
+    pub fn closed(tokens: Vec<String>) -> Result<Self> {
+        Self::checked(tokens, 0, None, true, "tokenizer vocabulary")
+    }
+
     /// [`Vocab::with_specials`] with `context` (a file name, usually) at the front of every error.
     pub(crate) fn validated(
         tokens: Vec<String>,
@@ -115,7 +139,20 @@ impl Vocab {
         counts: Option<Vec<u64>>,
         context: &str,
     ) -> Result<Self> {
+        Self::checked(tokens, specials, counts, false, context)
+    }
+
+    /// Every check of the constructors: `<unk>` at id 0 (unless `closed`), specials known,
+    /// counts one per token, no duplicate, ids within `u32`.
+    fn checked(
+        tokens: Vec<String>,
+        specials: usize,
+        counts: Option<Vec<u64>>,
+        closed: bool,
+        context: &str,
+    ) -> Result<Self> {
         match tokens.first() {
+            Some(_) if closed => {}
             Some(first) if first == UNK => {}
             Some(first) => {
                 return Err(Error::data(context, format!("{UNK:?} must be at id 0, found {first:?} there")));
@@ -163,7 +200,7 @@ impl Vocab {
                 ));
             }
         }
-        Ok(Vocab { tokens, specials, counts, index })
+        Ok(Vocab { tokens, specials, counts, index, closed })
     }
 
     /// The number of ids V, `<unk>` included.
@@ -187,7 +224,17 @@ impl Vocab {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
-    /// All tokens in id order (`tokens()[0] == UNK`).
+    /// The id of `token`, `None` if the vocabulary does not contain it.
+    pub fn get(&self, token: &str) -> Option<u32> {
+        self.index.get(token).copied()
+    }
+
+    /// Whether this is a tokenizer's own vocabulary, without `<unk>` ([`Vocab::closed`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// All tokens in id order (`tokens()[0] == UNK` unless the vocabulary is closed).
     pub fn tokens(&self) -> &[String] {
         &self.tokens
     }
@@ -214,6 +261,7 @@ impl Vocab {
             specials: self.specials(),
             tokens: &self.tokens,
             counts: self.counts.as_deref(),
+            closed: self.closed,
         };
         serde_json::to_string_pretty(&file).expect("serialising strings and integers to a String cannot fail")
     }
@@ -265,7 +313,7 @@ impl Vocab {
                 format!("`specials` {:?} are not the tokens after {UNK:?}, in order", file.specials),
             ));
         }
-        Self::validated(file.tokens, specials, file.counts, context)
+        Self::checked(file.tokens, specials, file.counts, file.closed, context)
     }
 
     /// Writes the vocabulary to `path` as JSON ([`Vocab::to_json`]), atomically

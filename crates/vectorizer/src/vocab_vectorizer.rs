@@ -57,9 +57,23 @@ impl Stage for VocabVectorizer {
         Self::NAME
     }
 
-    /// Clears `out` and pushes the id of each token of `input`, 0 for unknown ones. Never fails.
+    /// Clears `out` and pushes the id of each token of `input`, 0 for unknown ones. Fails only
+    /// for a closed vocabulary ([`Vocab::closed`]) given a token outside it.
     fn run(&self, input: &Tokens, out: &mut Vec<u32>, _cx: &Ctx) -> Result<()> {
         out.clear();
+        if self.vocab.is_closed() {
+            out.reserve(input.len());
+            for (i, token) in input.iter().enumerate() {
+                let id = self.vocab.get(token).ok_or_else(|| {
+                    Error::data(
+                        "vectorizer \"vocab\"",
+                        format!("token {i} ({token:?}) is not in the tokenizer's vocabulary"),
+                    )
+                })?;
+                out.push(id);
+            }
+            return Ok(());
+        }
         out.extend(input.iter().map(|token| self.vocab.id_of(token)));
         Ok(())
     }
@@ -89,6 +103,10 @@ impl Vectorizer for VocabVectorizer {
     fn id_of(&self, token: &str) -> u32 {
         self.vocab.id_of(token)
     }
+
+    fn unk_id(&self) -> Option<u32> {
+        (!self.vocab.is_closed()).then_some(crate::UNK_ID)
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +127,22 @@ mod tests {
         v.decode(&ids, &mut out).expect("in range");
         assert_eq!(out.to_vec(), ["cat", "<unk>", "the", "<unk>"]);
         assert_eq!(v.name(), "vocab");
+    }
+
+    #[test]
+    fn a_closed_vocabulary_has_no_unk_and_refuses_unknown_tokens() {
+        let tokens = ["!", "the", "Ġcat"].map(String::from).to_vec();
+        let v = VocabVectorizer::new(Vocab::closed(tokens).expect("valid"));
+        assert_eq!(v.vectorize(&Tokens::from(&["Ġcat", "!", "the"][..])).expect("known"), [2, 0, 1]);
+        assert_eq!(v.unk_id(), None);
+        assert_eq!(vectorizer().unk_id(), Some(0));
+        let err = v.vectorize(&Tokens::from(&["the", "dog"][..])).expect_err("unknown").to_string();
+        assert!(err.contains("token 1") && err.contains("dog"), "{err}");
+        let back = Vocab::from_json(&v.vocab().to_json(), "v.json").expect("reads back");
+        assert_eq!(&back, v.vocab());
+        assert!(back.is_closed() && back.to_json().contains("\"closed\": true"));
+        assert!(Vocab::closed(Vec::new()).is_err());
+        assert!(Vocab::closed(["a", "a"].map(String::from).to_vec()).is_err());
     }
 
     #[test]
