@@ -56,11 +56,13 @@
 
 mod config;
 mod trainer;
+pub mod vectors;
 mod vocab;
 mod vocab_vectorizer;
 
 pub use config::{VectorizerConfig, VectorizerImpl};
 pub use trainer::VocabTrainer;
+pub use vectors::{VectorFormat, Vectors};
 pub use vocab::{UNK, UNK_ID, VOCAB_FILE_VERSION, Vocab};
 pub use vocab_vectorizer::VocabVectorizer;
 
