@@ -11,6 +11,7 @@
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
+//! - [`pretrained`]: the embedding table started from a word-vector file, and its coverage line.
 //! - [`memory`]: the run's memory, estimated from the config before anything is allocated.
 //! - [`run_dir`]: the run directory, locked while a run uses it and always holding one
 //!   consistent set of files.
@@ -27,6 +28,7 @@ pub mod generate;
 pub mod memory;
 pub mod model;
 pub mod parity;
+pub mod pretrained;
 pub mod run_dir;
 pub mod stages;
 pub mod train;

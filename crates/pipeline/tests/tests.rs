@@ -11,6 +11,7 @@
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
 //! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
+//! - [`pretrained`]: the embedding table started from a vector file, its coverage line, its errors.
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
 
@@ -27,6 +28,7 @@ mod cli_errors;
 mod end_to_end;
 mod generic_run;
 mod parity;
+mod pretrained;
 mod robust_inputs;
 mod run_dir_safety;
 mod shipped_configs;
