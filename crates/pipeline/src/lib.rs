@@ -12,6 +12,7 @@
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
 //! - [`pretrained`]: the embedding table started from a word-vector file, and its coverage line.
+//! - [`word_vectors`]: the `vectors`, `vectors-eval` and `neighbors` commands (word2vec).
 //! - [`memory`]: the run's memory, estimated from the config before anything is allocated.
 //! - [`run_dir`]: the run directory, locked while a run uses it and always holding one
 //!   consistent set of files.
@@ -32,6 +33,7 @@ pub mod pretrained;
 pub mod run_dir;
 pub mod stages;
 pub mod train;
+pub mod word_vectors;
 
 pub use config::Config;
 pub use model::{Model, ModelBuilder};

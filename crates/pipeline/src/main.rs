@@ -14,6 +14,9 @@ use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::{check_token_count, generate};
 use stagewise_pipeline::parity::{run_parity, run_parity_with_config};
 use stagewise_pipeline::train::{evaluate, prepare_data_with, thread_pool};
+use stagewise_pipeline::word_vectors::{
+    NeighborsArgs, VectorsArgs, VectorsEvalArgs, run_neighbors, run_vectors, run_vectors_eval,
+};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +44,12 @@ enum Command {
     Eval(EvalArgs),
     /// List every implementation of every box, with its config keys, types and defaults.
     Stages(StagesArgs),
+    /// Train word2vec (skip-gram or CBOW, negative sampling) on a corpus; write a vector file.
+    Vectors(VectorsArgs),
+    /// Spearman's rho of a vector file on word pairs with human similarity scores.
+    VectorsEval(VectorsEvalArgs),
+    /// The nearest words to a word by cosine, one `word similarity` per line.
+    Neighbors(NeighborsArgs),
     /// Time f32 GEMM through faer; prints one JSON line (used by `cargo xtask bench`).
     #[command(hide = true)]
     BenchGemm(BenchGemmArgs),
@@ -380,6 +389,9 @@ fn main() -> ExitCode {
         Command::Generate(a) => run_generate(a).map(|()| true),
         Command::Eval(a) => run_eval(a).map(|()| true),
         Command::Stages(a) => run_stages(a).map(|()| true),
+        Command::Vectors(a) => run_vectors(&a).map(|()| true),
+        Command::VectorsEval(a) => run_vectors_eval(&a).map(|()| true),
+        Command::Neighbors(a) => run_neighbors(&a).map(|()| true),
         Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
         Command::BenchRun(a) => run_bench_run(a).map(|()| true),
         Command::BenchReport(a) => run_bench_report(a).map(|()| true),

@@ -13,6 +13,7 @@
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
 //! - [`pretrained`]: the embedding table started from a vector file, its coverage line, its errors.
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
+//! - [`word_vectors`]: the word2vec commands (`vectors`, `vectors-eval`, `neighbors`) through the binary.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
@@ -34,3 +35,4 @@ mod run_dir_safety;
 mod shipped_configs;
 mod stages_cli;
 mod whole_model_gradient;
+mod word_vectors;

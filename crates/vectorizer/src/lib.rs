@@ -59,6 +59,7 @@ mod trainer;
 pub mod vectors;
 mod vocab;
 mod vocab_vectorizer;
+pub mod word2vec;
 
 pub use config::{VectorizerConfig, VectorizerImpl};
 pub use trainer::VocabTrainer;

@@ -20,6 +20,7 @@
 //! layout word2vec.c writes. A word listed twice keeps its first vector (as gensim does).
 
 mod binary;
+pub mod similarity;
 mod text;
 
 use serde::{Deserialize, Serialize};
