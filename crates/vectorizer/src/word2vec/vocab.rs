@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn guided_draws_equal_whole_table_bisection() {
         let mut rng = stagewise_core::Rng::new(9);
-        let text: Vec<String> = (0..20_000).map(|_| format!("w{}", (rng.uniform().powi(4) * 3000.0) as u32)).collect();
+        let text: Vec<String> =
+            (0..20_000).map(|_| format!("w{}", (rng.uniform().powi(4) * 3000.0) as u32)).collect();
         let v = W2vVocab::build(text.iter().map(String::as_str), 1, 0.0).unwrap();
         let mut next: u64 = 12345;
         for _ in 0..200_000 {
