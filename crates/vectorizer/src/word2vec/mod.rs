@@ -19,8 +19,9 @@
 //!   `fast_sentence_sg_neg(word=i, word2=j)`); CBOW predicts it from the mean of the context
 //!   vectors and adds the same error to each of them (`cbow_mean = 1`).
 //! - Threads: Hogwild, as in gensim and word2vec.c: threads take jobs in turn and update the
-//!   shared weights without locks. The weights are relaxed atomics, so concurrent updates are
-//!   defined behaviour (one may overwrite another, which Hogwild accepts); with more than one
+//!   shared weights without locks. The weights are relaxed atomics (two `f32`s per
+//!   `AtomicU64`), so concurrent updates are defined behaviour (one may overwrite another,
+//!   which Hogwild accepts); with more than one
 //!   thread the result depends on timing and is not reproducible. With one thread it is
 //!   deterministic: every random number comes from the seed, the epoch and the job index.
 //!
@@ -35,7 +36,7 @@ pub use vocab::{CUM_TABLE_DOMAIN, W2vVocab};
 
 use crate::vectors::Vectors;
 use stagewise_core::{Error, Result, Rng};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Tokens per job (sentence), gensim's `MAX_WORDS_IN_BATCH`.
@@ -145,8 +146,11 @@ pub struct Word2VecTrainer {
     vocab: W2vVocab,
     /// Token ids of the corpus (`u32::MAX`: a word not kept).
     corpus: Vec<u32>,
-    syn0: Vec<AtomicU32>,
-    syn1neg: Vec<AtomicU32>,
+    /// Input vectors, two `f32`s per atomic word (rows of `dim.div_ceil(2)` words): half the
+    /// moves of one atomic per value.
+    syn0: Vec<AtomicU64>,
+    /// Output vectors, laid out as `syn0`.
+    syn1neg: Vec<AtomicU64>,
     exp_table: Vec<f32>,
     log_table: Vec<f32>,
 }
@@ -165,9 +169,13 @@ impl Word2VecTrainer {
             vocab.len().checked_mul(config.dim).ok_or_else(|| Error::memory("word2vec weights", None, 4))?;
         let mut rng = Rng::stream(config.seed, "word2vec init");
         let scale = 1.0 / config.dim as f64;
-        let syn0 =
-            (0..n).map(|_| AtomicU32::new((((rng.uniform() - 0.5) * scale) as f32).to_bits())).collect();
-        let syn1neg = (0..n).map(|_| AtomicU32::new(0)).collect();
+        let init: Vec<f32> = (0..n).map(|_| ((rng.uniform() - 0.5) * scale) as f32).collect();
+        let words = config.dim.div_ceil(2);
+        let syn0: Vec<AtomicU64> = (0..vocab.len() * words).map(|_| AtomicU64::new(0)).collect();
+        for (i, row) in init.chunks_exact(config.dim).enumerate() {
+            store(&syn0, i, row);
+        }
+        let syn1neg = (0..vocab.len() * words).map(|_| AtomicU64::new(0)).collect();
         let exp_table: Vec<f32> = (0..EXP_TABLE_SIZE)
             .map(|i| {
                 let e = ((i as f64 / EXP_TABLE_SIZE as f64 * 2.0 - 1.0) * MAX_EXP as f64).exp();
@@ -409,37 +417,49 @@ impl Worker {
     }
 }
 
-/// Copies row `i` of a shared table into `out`.
+/// Copies row `i` of a shared table (two `f32`s per word, low half first) into `out`.
 #[inline]
-fn load(table: &[AtomicU32], i: usize, out: &mut [f32]) {
+fn load(table: &[AtomicU64], i: usize, out: &mut [f32]) {
     let d = out.len();
-    for (o, a) in out.iter_mut().zip(&table[i * d..(i + 1) * d]) {
-        *o = f32::from_bits(a.load(Ordering::Relaxed));
+    let words = &table[i * d.div_ceil(2)..(i + 1) * d.div_ceil(2)];
+    let (pairs, last) = out.split_at_mut(d / 2 * 2);
+    for (o, a) in pairs.chunks_exact_mut(2).zip(words) {
+        let v = a.load(Ordering::Relaxed);
+        o[0] = f32::from_bits(v as u32);
+        o[1] = f32::from_bits((v >> 32) as u32);
+    }
+    if let Some(x) = last.first_mut() {
+        *x = f32::from_bits(words[d / 2].load(Ordering::Relaxed) as u32);
     }
 }
 
 /// `row += add`, then stores `row` as row `i` of a shared table.
 #[inline]
-fn add_store(table: &[AtomicU32], i: usize, row: &mut [f32], add: &[f32]) {
+fn add_store(table: &[AtomicU64], i: usize, row: &mut [f32], add: &[f32]) {
     axpy(1.0, add, row);
     store(table, i, row);
 }
 
 /// `row += g * x`, then stores `row` as row `i` of a shared table.
 #[inline]
-fn add_scaled_store(table: &[AtomicU32], i: usize, row: &mut [f32], g: f32, x: &[f32]) {
+fn add_scaled_store(table: &[AtomicU64], i: usize, row: &mut [f32], g: f32, x: &[f32]) {
     axpy(g, x, row);
     store(table, i, row);
 }
 
+/// Stores `row` as row `i` of a shared table.
 #[inline]
-fn store(table: &[AtomicU32], i: usize, row: &[f32]) {
+fn store(table: &[AtomicU64], i: usize, row: &[f32]) {
     let d = row.len();
-    for (a, &x) in table[i * d..(i + 1) * d].iter().zip(row) {
-        a.store(x.to_bits(), Ordering::Relaxed);
+    let words = &table[i * d.div_ceil(2)..(i + 1) * d.div_ceil(2)];
+    let (pairs, last) = row.split_at(d / 2 * 2);
+    for (a, x) in words.iter().zip(pairs.chunks_exact(2)) {
+        a.store(u64::from(x[0].to_bits()) | (u64::from(x[1].to_bits()) << 32), Ordering::Relaxed);
+    }
+    if let Some(x) = last.first() {
+        words[d / 2].store(u64::from(x.to_bits()), Ordering::Relaxed);
     }
 }
-
 /// `y += a * x`.
 #[inline]
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
@@ -537,6 +557,22 @@ mod tests {
             assert!(cos(&v, "cat", "dog") > cos(&v, "cat", "red"), "threads {threads} cbow {cbow}");
             assert!(cos(&v, "red", "blue") > cos(&v, "red", "runs"), "threads {threads} cbow {cbow}");
         }
+    }
+
+    #[test]
+    fn rows_round_trip_through_the_packed_tables_at_any_width() {
+        for d in [1usize, 3, 4, 7] {
+            let table: Vec<AtomicU64> = (0..3 * d.div_ceil(2)).map(|_| AtomicU64::new(0)).collect();
+            let row: Vec<f32> = (0..d).map(|k| k as f32 - 1.5).collect();
+            store(&table, 1, &row);
+            let mut out = vec![9.0; d];
+            load(&table, 1, &mut out);
+            assert_eq!(out, row);
+            load(&table, 2, &mut out);
+            assert!(out.iter().all(|&x| x == 0.0), "row 2 untouched");
+        }
+        let (a, _) = train(Word2VecConfig { dim: 5, ..config(1, 2, false) });
+        assert_eq!(a.dim(), 5);
     }
 
     #[test]
