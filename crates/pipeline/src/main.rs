@@ -15,6 +15,9 @@ use stagewise_pipeline::generate::{check_token_count, generate};
 use stagewise_pipeline::parity::{run_parity, run_parity_with_config};
 use stagewise_pipeline::tokenizer_file::{TokenizerFile, TokenizerKind, train_tokenizer};
 use stagewise_pipeline::train::{evaluate, prepare_data_with, thread_pool};
+use stagewise_pipeline::word_vectors::{
+    NeighborsArgs, VectorsArgs, VectorsEvalArgs, run_neighbors, run_vectors, run_vectors_eval,
+};
 use stagewise_vectorizer::{Vectorizer, VectorizerImpl};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +49,12 @@ enum Command {
     TrainTokenizer(TrainTokenizerArgs),
     /// Encode text to ids line by line with a tokenizer.json (or `--decode` ids back to text).
     Encode(EncodeArgs),
+    /// Train word2vec (skip-gram or CBOW, negative sampling) on a corpus; write a vector file.
+    Vectors(VectorsArgs),
+    /// Spearman's rho of a vector file on word pairs with human similarity scores.
+    VectorsEval(VectorsEvalArgs),
+    /// The nearest words to a word by cosine, one `word similarity` per line.
+    Neighbors(NeighborsArgs),
     /// Time f32 GEMM through faer; prints one JSON line (used by `cargo xtask bench`).
     #[command(hide = true)]
     BenchGemm(BenchGemmArgs),
@@ -481,6 +490,9 @@ fn main() -> ExitCode {
         Command::Stages(a) => run_stages(a).map(|()| true),
         Command::TrainTokenizer(a) => run_train_tokenizer(a).map(|()| true),
         Command::Encode(a) => run_encode(a).map(|()| true),
+        Command::Vectors(a) => run_vectors(&a).map(|()| true),
+        Command::VectorsEval(a) => run_vectors_eval(&a).map(|()| true),
+        Command::Neighbors(a) => run_neighbors(&a).map(|()| true),
         Command::BenchGemm(a) => run_bench_gemm(a).map(|()| true),
         Command::BenchRun(a) => run_bench_run(a).map(|()| true),
         Command::BenchReport(a) => run_bench_report(a).map(|()| true),

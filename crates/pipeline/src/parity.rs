@@ -471,8 +471,8 @@ impl Declared {
     /// `config` with the file's sizes: the table's width, the layers' hidden size and count.
     fn sized(&self, config: &Config) -> Config {
         let mut config = config.clone();
-        let EmbeddingConfig::Table { init, freeze, tied, .. } = config.embedding;
-        config.embedding = EmbeddingConfig::Table { dim: self.embed, init, freeze, tied };
+        let EmbeddingConfig::Table { dim, .. } = &mut config.embedding;
+        *dim = self.embed;
         config.forward =
             ForwardConfig::with(self.arch.kind, self.hidden, self.layers, config.forward.dropout());
         config

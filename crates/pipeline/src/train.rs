@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::data::{Batched, read_corpus, test_count, unigram_perplexity};
 use crate::memory;
 use crate::model::{CYCLE_STAGES, Model, ModelBuilder};
+use crate::pretrained::{Coverage, load_pretrained};
 use crate::run_dir::RunDir;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -107,6 +108,9 @@ pub struct RunInfo {
     pub unigram_ppl: f64,
     /// Worker threads.
     pub threads: usize,
+    /// How much of the vocabulary `[embedding] pretrained` covered, if the table started from a
+    /// vector file.
+    pub pretrained: Option<Coverage>,
 }
 
 /// Receives progress, like ripgrep's `Sink`: every method has a no-op default.
@@ -366,7 +370,14 @@ where
     let train_split = Batched::new(&data.train_ids, batch, &format!("{corpus} (train split)"))?;
     let test_split = Batched::new(&data.test_ids, batch, &format!("{corpus} (test split)"))?;
     let unigram_ppl = unigram_perplexity(&data.train_ids, &data.test_ids, vocab);
+    let table_from_config = builder.config_boxes()[0];
     let mut model = builder.build(vocab, batch, bptt)?;
+    // A table of the config's own starts from `pretrained` (a box of the caller's is theirs).
+    let pretrained = if table_from_config {
+        load_pretrained(&config.embedding, &data.vectorizer, &mut model.tape.params)?
+    } else {
+        None
+    };
     let cx = Ctx { par: par_for_threads(threads), mode: Mode::Train, step: 0, seed: config.train.seed };
     let total = match config.train.max_windows {
         0 => train_split.window_count(bptt),
@@ -381,6 +392,7 @@ where
         windows: total,
         unigram_ppl,
         threads,
+        pretrained,
     };
     for o in observers.iter_mut() {
         o.on_start(&info)?;
@@ -658,6 +670,9 @@ impl Observer for Console {
             info.threads
         );
         println!("unigram baseline: test ppl {:.2}", info.unigram_ppl);
+        if let Some(coverage) = &info.pretrained {
+            println!("{}", coverage.line());
+        }
         Ok(())
     }
 

@@ -142,6 +142,8 @@ fn warm_training_and_eval_cycles_allocate_nothing() {
                 init: EmbeddingInit::Uniform,
                 freeze: false,
                 tied: true,
+                pretrained: None,
+                format: None,
             },
             forward: ForwardConfig::with(kind, h, 2, 0.2),
             ..Config::default()

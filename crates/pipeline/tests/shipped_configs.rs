@@ -31,7 +31,19 @@ fn every_shipped_config_trains_through_the_command() {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let shipped = Config::load(file).unwrap();
         let out = format!("run-{name}");
-        let args = [
+        // A table started from a vector file keeps the file's width, and reads the file from the
+        // repository (the config names it relative to the repository root).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let pretrained = shipped.embedding.pretrained().map(|(path, _)| {
+            let file = root.join(path);
+            assert!(file.is_file(), "configs/{name}.toml: {} is not in the repository", path.display());
+            format!("embedding.pretrained={}", file.display())
+        });
+        let dim = match &pretrained {
+            Some(_) => format!("embedding.dim={}", shipped.embedding.dim()),
+            None => "embedding.dim=8".to_owned(),
+        };
+        let mut args = vec![
             "train",
             "--config",
             file.to_str().unwrap(),
@@ -46,7 +58,7 @@ fn every_shipped_config_trains_through_the_command() {
             "--out",
             &out,
             "--set",
-            "embedding.dim=8",
+            &dim,
             "--set",
             "forward.hidden=8",
             "--set",
@@ -56,9 +68,14 @@ fn every_shipped_config_trains_through_the_command() {
             "--set",
             "vectorizer.max_size=40",
         ];
+        if let Some(set) = &pretrained {
+            args.extend(["--set", set.as_str()]);
+        }
         let result = stagewise(dir.path(), &args);
         let (stdout, stderr) = texts(&result);
         assert!(result.status.success(), "configs/{name}.toml: {stderr}\n{stdout}");
+        let coverage = stdout.lines().filter(|l| l.starts_with("pretrained: ")).count();
+        assert_eq!(coverage, usize::from(pretrained.is_some()), "configs/{name}.toml: {stdout}");
 
         // The run's effective config is the file's, with only the sizes and the run's length
         // changed: same boxes, same keys.

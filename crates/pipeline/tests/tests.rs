@@ -13,8 +13,10 @@
 //! - [`generic_run`]: a user's box through the common run; optimizer state by name; foreign boxes refused.
 //! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
+//! - [`pretrained`]: the embedding table started from a vector file, its coverage line, its errors.
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
 //! - [`seed_vocab`]: the seed configuration's vocabulary, pinned id for id.
+//! - [`word_vectors`]: the word2vec commands (`vectors`, `vectors-eval`, `neighbors`) through the binary.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
 //! - [`tokenizer_cli`]: `train-tokenizer` and `encode`, against the ids HF `tokenizers` gives.
 
@@ -33,6 +35,7 @@ mod end_to_end;
 mod generic_run;
 mod nats_per_char;
 mod parity;
+mod pretrained;
 mod robust_inputs;
 mod run_dir_safety;
 mod seed_vocab;
@@ -40,3 +43,4 @@ mod shipped_configs;
 mod stages_cli;
 mod tokenizer_cli;
 mod whole_model_gradient;
+mod word_vectors;

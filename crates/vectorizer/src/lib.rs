@@ -75,11 +75,14 @@
 
 mod config;
 mod trainer;
+pub mod vectors;
 mod vocab;
 mod vocab_vectorizer;
+pub mod word2vec;
 
 pub use config::{VectorizerConfig, VectorizerImpl};
 pub use trainer::VocabTrainer;
+pub use vectors::{VectorFormat, Vectors};
 pub use vocab::{BOS, EOS, PAD, SPECIALS, UNK, UNK_ID, VOCAB_FILE_VERSION, Vocab};
 pub use vocab_vectorizer::VocabVectorizer;
 

@@ -1,5 +1,7 @@
 //! Property tests of the vectorize box, and file round trips and errors.
 
+mod vectors;
+
 use proptest::prelude::*;
 use stagewise_core::{Ctx, Error, Stage, Tokens};
 use stagewise_vectorizer::{
