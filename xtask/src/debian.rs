@@ -5,8 +5,6 @@
 //! needed, nothing is installed) and `dpkg-deb -x` unpacks it there. Each corpus built this way
 //! is still checked against its committed SHA-256, so a different package build is caught.
 
-#![allow(dead_code)] // Until the first Debian-built corpus calls `unpack`.
-
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};

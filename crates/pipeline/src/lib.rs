@@ -9,6 +9,7 @@
 //! - [`model`]: [`Model`], the cycle `embed -> forward -> loss -> backward -> update`,
 //!   generic over every box so your own type can replace any of them ([`Model::builder`]).
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
+//! - [`texts`]: labelled texts from CSV files and their classes, for the `classify` task.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
 //! - [`memory`]: the run's memory, estimated from the config before anything is allocated.
@@ -29,6 +30,7 @@ pub mod model;
 pub mod parity;
 pub mod run_dir;
 pub mod stages;
+pub mod texts;
 pub mod train;
 
 pub use config::Config;
