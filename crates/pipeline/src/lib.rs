@@ -10,6 +10,8 @@
 //!   generic over every box so your own type can replace any of them ([`Model::builder`]).
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
 //! - [`texts`]: labelled texts from CSV files and their classes, for the `classify` task.
+//! - [`classify`]: the `classify` task's run (batches of padded texts, accuracy, macro-F1,
+//!   confusion matrix, best checkpoint) on the same boxes.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
 //! - [`memory`]: the run's memory, estimated from the config before anything is allocated.
@@ -21,6 +23,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -92,6 +92,12 @@ impl RunDir {
     /// every one of [`RUN_FILES`]); then `latest` is switched to it and the older generations are
     /// removed. Until the switch, the previous set stays the one the stable names show.
     pub fn publish(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        self.publish_files(&RUN_FILES, write)
+    }
+
+    /// [`RunDir::publish`] for a run whose set is `files` (a classifier's adds `best.ckpt` and
+    /// `confusion.json`): `write` must write every one of them, and each gets a stable name.
+    pub fn publish_files(&mut self, files: &[&str], write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let generations = self.dir.join("generations");
         std::fs::create_dir_all(&generations).map_err(|e| Error::io(&generations, e))?;
         self.published += 1;
@@ -99,7 +105,7 @@ impl RunDir {
         let fresh = generations.join(&name);
         std::fs::create_dir(&fresh).map_err(|e| Error::io(&fresh, e))?;
         write(&fresh)?;
-        for file in RUN_FILES {
+        for &file in files {
             let path = fresh.join(file);
             if !path.is_file() {
                 return Err(Error::data(fresh.display().to_string(), format!("{file} was not written")));
@@ -107,7 +113,7 @@ impl RunDir {
         }
         sync_dir(&fresh);
         self.switch_latest(&Path::new("generations").join(&name))?;
-        self.link_stable_names()?;
+        self.link_stable_names(files)?;
         self.remove_other_generations(&name);
         Ok(())
     }
@@ -128,8 +134,8 @@ impl RunDir {
 
     /// Makes `DIR/<file>` a link to `latest/<file>` for each run file (once; renames keep each
     /// name valid at every moment).
-    fn link_stable_names(&self) -> Result<()> {
-        for file in RUN_FILES {
+    fn link_stable_names(&self, files: &[&str]) -> Result<()> {
+        for &file in files {
             let name = self.dir.join(file);
             let target = Path::new("latest").join(file);
             if std::fs::read_link(&name).is_ok_and(|t| t == target) {

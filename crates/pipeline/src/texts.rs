@@ -64,7 +64,13 @@ fn csv_error(path: &Path, e: &csv::Error) -> Error {
 
 /// The field of `record` at `column` as UTF-8, or an error naming the file, the line and the
 /// column.
-fn utf8_field<'a>(record: &'a csv::ByteRecord, column: usize, name: &str, path: &Path, line: u64) -> Result<&'a str> {
+fn utf8_field<'a>(
+    record: &'a csv::ByteRecord,
+    column: usize,
+    name: &str,
+    path: &Path,
+    line: u64,
+) -> Result<&'a str> {
     let bytes = record.get(column).unwrap_or_default();
     std::str::from_utf8(bytes).map_err(|e| {
         Error::data(
@@ -145,7 +151,10 @@ pub fn class_ids(texts: &LabelledTexts, classes: &[String], path: &Path) -> Resu
             Ok(id) => Ok(id as u32),
             Err(_) => Err(Error::data(
                 place(path, line),
-                format!("label `{label}` never appears in the training file (its classes: {})", quoted_list(classes)),
+                format!(
+                    "label `{label}` never appears in the training file (its classes: {})",
+                    quoted_list(classes)
+                ),
             )),
         })
         .collect()
@@ -204,9 +213,17 @@ mod tests {
             ("missing.csv", b"text,category\nhello,a\n", "missing.csv:1: no column `label`"),
             ("empty_text.csv", b"text,label\nhello,a\n  ,b\n", "empty_text.csv:3: empty `text`"),
             ("ragged.csv", b"text,label\nhello,a\nworld,b,c\n", "ragged.csv:3: a row of 3 fields"),
-            ("utf8.csv", b"text,label\nhello,a\n\"caf\xe9\",b\n", "utf8.csv:3: invalid UTF-8 in column `text`"),
+            (
+                "utf8.csv",
+                b"text,label\nhello,a\n\"caf\xe9\",b\n",
+                "utf8.csv:3: invalid UTF-8 in column `text`",
+            ),
             ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00,\x01\n", "binary.csv:1: no column `text`"),
-            ("prose.txt", b"It was a dark night, and cold.\nNothing more.\n", "prose.txt:1: no column `text`"),
+            (
+                "prose.txt",
+                b"It was a dark night, and cold.\nNothing more.\n",
+                "prose.txt:1: no column `text`",
+            ),
             ("empty.csv", b"", "empty.csv:1: the file is empty"),
         ];
         for (name, bytes, want) in cases {

@@ -12,6 +12,8 @@
 //! - [`robust_inputs`]: broken reference files, enormous headers, absurd thread counts, devices
 //!   as files, damaged checkpoints: refused at once, in one line that names the fix.
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
+//! - [`classify_task`]: the classify task: padding invariance of a text's pooled vector and
+//!   gradients, a run through the command, its files, and `classify` on its checkpoint.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
 
 // `unwrap` is fine in tests (clippy.toml allows it in `#[test]` functions); this extends that to
@@ -23,6 +25,7 @@ mod util;
 mod bad_inputs;
 mod bench_cli;
 mod checkpoint_safety;
+mod classify_task;
 mod cli_errors;
 mod end_to_end;
 mod generic_run;
