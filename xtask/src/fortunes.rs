@@ -25,8 +25,18 @@ pub const VERSION: &str = "1:1.99.1-7.3";
 const FORTUNES_DIR: &str = "usr/share/games/fortunes";
 
 /// The categories (file names, and labels), in the order they are written.
-pub const CATEGORIES: [&str; 10] =
-    ["art", "computers", "education", "food", "humorists", "love", "medicine", "politics", "science", "sports"];
+pub const CATEGORIES: [&str; 10] = [
+    "art",
+    "computers",
+    "education",
+    "food",
+    "humorists",
+    "love",
+    "medicine",
+    "politics",
+    "science",
+    "sports",
+];
 
 /// The two files relative to the workspace root, with the SHA-256 (lower-case hex) of each as
 /// committed; also in `data/README.md`.
@@ -81,8 +91,9 @@ pub fn build(categories: &[(&str, String)]) -> (String, String) {
 pub fn check(root: &Path) -> Result<(), String> {
     for (name, expected) in FILES {
         let path = root.join(name);
-        let bytes = fs::read(&path)
-            .map_err(|e| format!("cannot read {}: {e} (run `cargo xtask data` to rebuild it)", path.display()))?;
+        let bytes = fs::read(&path).map_err(|e| {
+            format!("cannot read {}: {e} (run `cargo xtask data` to rebuild it)", path.display())
+        })?;
         let actual = sha256_hex(&bytes);
         if actual != expected {
             return Err(format!(

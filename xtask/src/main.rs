@@ -3,7 +3,7 @@
 //! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
 //! convention"):
 //!
-//! - `cargo xtask train|parity|generate|eval [ARGS...]` forwards every argument, `--help`
+//! - `cargo xtask train|parity|generate|eval|classify [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
@@ -56,6 +56,8 @@ enum Task {
     Generate(PassThrough),
     /// Evaluate a checkpoint: `stagewise eval [ARGS...]` (release build).
     Eval(PassThrough),
+    /// Label texts with a classifier's checkpoint: `stagewise classify [ARGS...]` (release build).
+    Classify(PassThrough),
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
@@ -90,9 +92,12 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Parity(p) => forward(&root, "parity", &p.args),
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
+        Task::Classify(p) => forward(&root, "classify", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
         Task::Data { check: true } => data::check(&root).and_then(|()| fortunes::check(&root)).map(|()| 0),
-        Task::Data { check: false } => data::rebuild(&root).and_then(|()| fortunes::rebuild(&root)).map(|()| 0),
+        Task::Data { check: false } => {
+            data::rebuild(&root).and_then(|()| fortunes::rebuild(&root)).map(|()| 0)
+        }
         Task::Bench(args) => bench::run(&root, &args),
     }
 }

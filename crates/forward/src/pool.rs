@@ -142,7 +142,7 @@ impl<T: Float> Op<T> for PoolOp {
                         out.iter_mut().zip(row(t)).for_each(|(o, v)| *o += *v);
                     }
                     let n = T::from_f64(len as f64);
-                    out.iter_mut().for_each(|o| *o = *o / n);
+                    out.iter_mut().for_each(|o| *o /= n);
                 }
                 Pooling::Max => {
                     out.copy_from_slice(row(0));
@@ -262,6 +262,7 @@ mod tests {
             let dx = tape.acts.slot(x).grad[..n].to_vec();
             let loss = |tape: &mut Tape<f64>| run(tape).iter().zip(&c).map(|(y, c)| y * c).sum::<f64>();
             let eps = 1e-6;
+            #[allow(clippy::needless_range_loop)] // i indexes the input slot too, perturbed in place
             for i in 0..n {
                 let v = tape.acts.slot(x).value[i];
                 tape.acts.slot_mut(x).value[i] = v + eps;
