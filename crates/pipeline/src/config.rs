@@ -15,19 +15,89 @@ use stagewise_tokenizer::TokenizerConfig;
 use stagewise_vectorizer::VectorizerConfig;
 use std::path::{Path, PathBuf};
 
+/// What a run trains: the same boxes, fed and scored per task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Predict the next token of a corpus (`path`, split by `test_fraction`).
+    #[default]
+    LanguageModel,
+    /// Label texts: CSV files `train` and `test` of a text and a label column; the forward box
+    /// pools each text (`forward.pooling`) and its head scores the labels.
+    Classify,
+}
+
+impl Task {
+    /// The config's name (`language_model`, `classify`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::LanguageModel => "language_model",
+            Task::Classify => "classify",
+        }
+    }
+}
+
+impl std::str::FromStr for Task {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "language_model" => Ok(Task::LanguageModel),
+            "classify" => Ok(Task::Classify),
+            _ => Err(format!("`{s}` is not a task (language_model, classify)")),
+        }
+    }
+}
+
 /// Where the text comes from and how it is split.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// The UTF-8 corpus, relative to the working directory.
+    /// What is trained: `language_model` (default) or `classify`.
+    #[serde(skip_serializing_if = "is_language_model")]
+    pub task: Task,
+    /// The UTF-8 corpus, relative to the working directory (language model).
     pub path: PathBuf,
-    /// Fraction of the token stream, taken from the end, held out as the test split.
+    /// Fraction of the token stream, taken from the end, held out as the test split (language
+    /// model).
     pub test_fraction: f64,
+    /// The training texts (classify): a CSV file with a header row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    /// The test texts (classify): a CSV file with the same columns; every label must appear in
+    /// the training file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    /// The header of the text column (classify).
+    pub text_column: String,
+    /// The header of the label column (classify); labels are strings, class ids follow their
+    /// sorted order.
+    pub label_column: String,
+    /// Tokens kept of each text, the first ones (classify): longer texts are truncated.
+    pub max_tokens: usize,
+    /// Length bucketing (classify): each epoch's shuffled texts are cut into pools of `bucket`
+    /// batches, sorted by length within a pool, batched, and the batches shuffled, so a batch
+    /// pads little. 1 = plain shuffled batches.
+    pub bucket: usize,
+}
+
+fn is_language_model(task: &Task) -> bool {
+    *task == Task::LanguageModel
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { path: PathBuf::from("data/shakespeare.txt"), test_fraction: 0.1 }
+        DataConfig {
+            task: Task::LanguageModel,
+            path: PathBuf::from("data/shakespeare.txt"),
+            test_fraction: 0.1,
+            train: None,
+            test: None,
+            text_column: "text".into(),
+            label_column: "label".into(),
+            max_tokens: 200,
+            bucket: 1,
+        }
     }
 }
 
@@ -247,6 +317,7 @@ impl Config {
                 format!("{} is not strictly between 0 and 1", self.data.test_fraction),
             ));
         }
+        self.validate_task()?;
         crate::generate::check_token_count(self.generate.tokens, "generate.tokens")?;
         if self.generate.tokens > 0 && self.generate.prompt.trim().is_empty() {
             return Err(Error::config(
@@ -264,6 +335,45 @@ impl Config {
         self.schedule.validate()?;
         self.vectorizer.validate()?;
         self.tokenizer.validate()?;
+        Ok(())
+    }
+
+    /// The checks of one task: a classifier needs its files, a token budget and an untied head;
+    /// pooling belongs to a classifier only.
+    fn validate_task(&self) -> Result<()> {
+        match self.data.task {
+            Task::LanguageModel => {
+                if self.forward.pooling().is_some() {
+                    return Err(Error::config(
+                        "forward.pooling",
+                        "pools texts for a classifier: it applies to data.task = \"classify\" only",
+                    ));
+                }
+            }
+            Task::Classify => {
+                for (field, value) in [("data.train", &self.data.train), ("data.test", &self.data.test)] {
+                    if value.is_none() {
+                        return Err(Error::config(
+                            field,
+                            "the classify task needs it: a CSV file (or pass --train / --test)",
+                        ));
+                    }
+                }
+                for (field, value) in
+                    [("data.max_tokens", self.data.max_tokens), ("data.bucket", self.data.bucket)]
+                {
+                    if value == 0 {
+                        return Err(Error::config(field, "must be at least 1"));
+                    }
+                }
+                if self.embedding.tied() {
+                    return Err(Error::config(
+                        "embedding.tied",
+                        "a classifier's head scores classes, not the vocabulary: it cannot be tied",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }

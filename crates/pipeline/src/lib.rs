@@ -9,6 +9,9 @@
 //! - [`model`]: [`Model`], the cycle `embed -> forward -> loss -> backward -> update`,
 //!   generic over every box so your own type can replace any of them ([`Model::builder`]).
 //! - [`train`]: the run (epochs, evaluation, observers, metrics, checkpoint), for any model.
+//! - [`texts`]: labelled texts from CSV files and their classes, for the `classify` task.
+//! - [`classify`]: the `classify` task's run (batches of padded texts, accuracy, macro-F1,
+//!   confusion matrix, best checkpoint) on the same boxes.
 //! - [`checkpoint`], [`generate`], [`parity`]: persistence, the output box, and the PyTorch check.
 //! - [`cli`]: the `train` command line, shared with programs that bring their own box.
 //! - [`pretrained`]: the embedding table started from a word-vector file, and its coverage line.
@@ -22,6 +25,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod data;
@@ -32,6 +36,7 @@ pub mod parity;
 pub mod pretrained;
 pub mod run_dir;
 pub mod stages;
+pub mod texts;
 pub mod tokenizer_file;
 pub mod train;
 pub mod word_vectors;

@@ -1,4 +1,5 @@
-//! `stagewise`: train a language model, check it against PyTorch, generate text.
+//! `stagewise`: train a language model or a text classifier, check it against PyTorch, generate
+//! text, label texts.
 //!
 //! Usually run through `cargo xtask train|parity|generate ...`, which builds it in release mode.
 
@@ -8,8 +9,9 @@ use stagewise_pipeline::Model;
 use stagewise_pipeline::bench::report::Report;
 use stagewise_pipeline::bench::{BenchMode, GemmKernel, config_name, run_gemm, run_model};
 use stagewise_pipeline::checkpoint::Checkpoint;
+use stagewise_pipeline::classify::{encode, train_classifier};
 use stagewise_pipeline::cli::{TrainArgs, exit_code, train_command, write_stdout};
-use stagewise_pipeline::config::{Config, check_threads};
+use stagewise_pipeline::config::{Config, Task, check_threads};
 use stagewise_pipeline::data::Batched;
 use stagewise_pipeline::generate::{check_token_count, generate};
 use stagewise_pipeline::parity::{run_parity, run_parity_with_config};
@@ -43,6 +45,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Score a trained checkpoint on the test split of a corpus.
     Eval(EvalArgs),
+    /// Label texts with a trained classifier: the predicted label and the class probabilities.
+    Classify(ClassifyArgs),
     /// List every implementation of every box, with its config keys, types and defaults.
     Stages(StagesArgs),
     /// Train a tokenizer on a text file and write it as a HuggingFace tokenizer.json.
@@ -180,6 +184,20 @@ struct EvalArgs {
     /// Worker threads (0 = all cores; at most 1024; default: the checkpoint's `train.threads`).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct ClassifyArgs {
+    /// A classifier's checkpoint written by `train --task classify` (DIR/model.ckpt or
+    /// DIR/best.ckpt).
+    #[arg(long, default_value = "runs/latest/model.ckpt")]
+    checkpoint: PathBuf,
+    /// Texts to label, one per argument.
+    #[arg(value_name = "TEXT")]
+    texts: Vec<String>,
+    /// Also label each non-blank line of FILE (UTF-8), after the TEXT arguments.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -370,6 +388,86 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     })
 }
 
+/// The texts `classify` labels, each with where it came from for errors: the arguments, then
+/// the non-blank lines of `--input`.
+fn classify_inputs(args: &ClassifyArgs) -> Result<Vec<(String, String)>> {
+    let mut texts: Vec<(String, String)> =
+        args.texts.iter().enumerate().map(|(i, t)| (t.clone(), format!("TEXT argument {}", i + 1))).collect();
+    if let Some(path) = &args.input {
+        let text = stagewise_pipeline::data::read_corpus(path)?;
+        for (i, line) in text.lines().enumerate() {
+            if !line.trim().is_empty() {
+                texts.push((line.to_owned(), format!("{}:{}", path.display(), i + 1)));
+            }
+        }
+    }
+    if texts.is_empty() {
+        return Err(Error::config("classify", "no text to label: give TEXT arguments or --input FILE"));
+    }
+    Ok(texts)
+}
+
+fn run_classify(args: ClassifyArgs) -> Result<()> {
+    let loaded = load_checkpoint(&args.checkpoint)?;
+    let labels = &loaded.checkpoint.labels;
+    if labels.is_empty() {
+        return Err(Error::Checkpoint {
+            path: loaded.path.clone(),
+            message: "is a language model, not a classifier (train one with --task classify)".into(),
+        });
+    }
+    let config = &loaded.config;
+    let texts = classify_inputs(&args)?;
+    let tokenizer = config.tokenizer.build()?;
+    let mut tokens = stagewise_core::Tokens::new();
+    let mut ids = Vec::with_capacity(texts.len());
+    for (text, place) in &texts {
+        let v = encode(&tokenizer, &loaded.vectorizer, text, config.data.max_tokens, &mut tokens)?;
+        if v.is_empty() {
+            return Err(Error::data(place.clone(), "the text has no tokens"));
+        }
+        ids.push(v);
+    }
+    let batch = config.train.batch.min(ids.len());
+    let mut model = Model::<f32>::classifier_builder(config, labels.len())?.build(
+        loaded.vectorizer.vocab_size(),
+        batch,
+        config.data.max_tokens,
+    )?;
+    loaded.checkpoint.restore(&mut model, false, &loaded.path)?;
+    let cx = Ctx::seq();
+    let mut out = String::new();
+    for chunk in ids.chunks(batch) {
+        let refs: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+        let scores = model.predict_texts(&refs, &cx)?;
+        for row in scores.chunks(labels.len()).take(chunk.len()) {
+            let probs = softmax(row);
+            let best = (0..probs.len()).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
+            let shown: Vec<String> = labels.iter().zip(&probs).map(|(l, p)| format!("{l}={p:.4}")).collect();
+            out.push_str(&format!("{}\t{}\n", labels[best], shown.join(" ")));
+        }
+    }
+    write_stdout(&out)
+}
+
+/// Probabilities from scores, computed in f64.
+fn softmax(scores: &[f32]) -> Vec<f64> {
+    let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(f64::from(s)));
+    let exp: Vec<f64> = scores.iter().map(|&s| (f64::from(s) - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| e / sum).collect()
+}
+
+/// `train`: the language model through the shared command line, or the classify task.
+fn run_train(args: &TrainArgs) -> Result<()> {
+    let config = args.config()?;
+    if config.data.task == Task::Classify {
+        train_classifier(&config, &args.out).map(|_| ())
+    } else {
+        train_command(args, Model::<f32>::builder).map(|_| ())
+    }
+}
+
 fn run_bench_gemm(args: BenchGemmArgs) -> Result<()> {
     check_threads("--threads", args.threads)?;
     let report = run_gemm(args.kernel, args.size, args.threads, args.repeats)?;
@@ -483,7 +581,8 @@ fn main() -> ExitCode {
     report_panics_in_one_line();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => train_command(&a, Model::<f32>::builder).map(|_| true),
+        Command::Train(a) => run_train(&a).map(|()| true),
+        Command::Classify(a) => run_classify(a).map(|()| true),
         Command::Parity(a) => run_parity_cmd(a),
         Command::Generate(a) => run_generate(a).map(|()| true),
         Command::Eval(a) => run_eval(a).map(|()| true),

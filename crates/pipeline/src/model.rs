@@ -73,6 +73,9 @@ pub struct Model<
     pub lr_factor: f64,
     /// Time per box.
     pub clock: StageClock,
+    /// A classifier's batch of padded texts, time-major (see [`Model::set_texts`]); empty for a
+    /// language model.
+    text_ids: Vec<u32>,
 }
 
 impl<T, E, F, L, B, O> Model<T, E, F, L, B, O>
@@ -88,8 +91,15 @@ where
     ///
     /// Fails with the box's own error if a box refuses `dims`, or if the forward box's output
     /// is not one score per vocabulary id.
-    pub fn new(
+    pub fn new(dims: Dims, embedding: E, forward: F, loss: L, backward: B, optimizer: O) -> Result<Self> {
+        Self::with_outputs(dims, dims.vocab, embedding, forward, loss, backward, optimizer)
+    }
+
+    /// Like [`Model::new`], for a forward box whose output is `outputs` scores per row rather
+    /// than one per vocabulary id: a classifier's head scores classes.
+    pub fn with_outputs(
         mut dims: Dims,
+        outputs: usize,
         mut embedding: E,
         mut forward: F,
         mut loss: L,
@@ -107,8 +117,9 @@ where
         let out =
             tape.output().ok_or_else(|| Error::config("forward", "the forward stage declared no output"))?;
         let width = tape.acts.slot(out).width;
-        if width != dims.vocab {
-            return Err(Error::shape("forward output width (vocabulary)", dims.vocab, width));
+        if width != outputs {
+            let what = if outputs == dims.vocab { "vocabulary" } else { "classes" };
+            return Err(Error::shape(format!("forward output width ({what})"), outputs, width));
         }
         let mut loss_out = LossOutput::default();
         loss.prepare(&dims, &mut loss_out)?;
@@ -127,6 +138,7 @@ where
             opt_state,
             lr_factor: 1.0,
             clock: StageClock::default(),
+            text_ids: Vec::new(),
         })
     }
 
@@ -146,7 +158,10 @@ where
     /// training step's loss may use the logits buffer as scratch.)
     pub fn logits(&self) -> &[T] {
         match self.tape.output() {
-            Some(out) => &self.tape.acts.slot(out).value[..self.tape.acts.rows() * self.dims.vocab],
+            Some(out) => {
+                let slot = self.tape.acts.slot(out);
+                &slot.value[..self.tape.acts.rows() * slot.width]
+            }
             None => &[],
         }
     }
@@ -161,6 +176,17 @@ where
         let out = self.tape.output().ok_or_else(|| Error::config("forward", "no output slot"))?;
         let logits = self.tape.acts.slot_mut(out);
         self.loss.run(LossInput { logits, targets: w.targets }, &mut self.loss_out, cx)?;
+        if cx.mode == Mode::Train {
+            // A classifier's head maps all B streams, but a short last batch has fewer targets:
+            // the rows without one get no gradient. (A language model's targets cover every row.)
+            let batch = self.tape.acts.batch();
+            let logits = self.tape.acts.slot_mut(out);
+            let end = (batch * logits.width).min(logits.grad.len());
+            let scored = w.targets.len() * logits.width;
+            if scored < end {
+                logits.grad[scored..end].fill(T::from_f64(0.0));
+            }
+        }
         self.clock.lap(2, started);
         Ok(())
     }
@@ -208,7 +234,98 @@ where
     pub fn reset_state(&mut self) {
         self.tape.reset_state();
     }
+
+    /// Lays out a classifier's batch: up to `B` texts of ids (each at most the model's window
+    /// long) as one window, time-major, as long as the longest text; each shorter text is padded
+    /// with [`PAD_ID`] after its end, and [`Activations::lengths`](stagewise_core::Activations)
+    /// records each text's length (0 for the streams past the last text). Returns the window's
+    /// steps. Allocates only on the first call.
+    pub fn set_texts(&mut self, texts: &[&[u32]]) -> Result<usize> {
+        let (batch, max) = (self.dims.batch, self.dims.seq_len);
+        let steps = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        if texts.is_empty() || texts.len() > batch || steps > max || texts.iter().any(|t| t.is_empty()) {
+            return Err(Error::shape(
+                "batch of texts (texts, longest)",
+                format!("1..={batch} texts of 1..={max} ids"),
+                (texts.len(), steps),
+            ));
+        }
+        if self.text_ids.len() < self.dims.max_rows() {
+            self.text_ids.resize(self.dims.max_rows(), PAD_ID);
+        }
+        self.text_ids[..steps * batch].fill(PAD_ID);
+        for (b, text) in texts.iter().enumerate() {
+            for (t, &id) in text.iter().enumerate() {
+                self.text_ids[t * batch + b] = id;
+            }
+        }
+        let lengths = &mut self.tape.acts.lengths;
+        lengths.fill(0);
+        lengths.iter_mut().zip(texts).for_each(|(l, t)| *l = t.len());
+        Ok(steps)
+    }
+
+    /// One training cycle on a classifier's batch: `texts` laid out by [`Model::set_texts`], one
+    /// class id per text in `labels`, from a zero state.
+    pub fn train_texts(&mut self, texts: &[&[u32]], labels: &[u32], cx: &Ctx) -> Result<()> {
+        self.texts_window(texts, labels, |m, w| m.train_window(w, cx))
+    }
+
+    /// Forward and loss on a classifier's batch (no gradients); the logits of text `i` are then
+    /// row `i` of [`Model::class_scores`].
+    pub fn eval_texts(&mut self, texts: &[&[u32]], labels: &[u32], cx: &Ctx) -> Result<()> {
+        self.texts_window(texts, labels, |m, w| m.eval_window(w, cx))
+    }
+
+    /// A classifier's scores after [`Model::eval_texts`] or [`Model::predict_texts`]: `[B, C]`,
+    /// row `i` for text `i`.
+    pub fn class_scores(&self) -> &[T] {
+        match self.tape.output() {
+            Some(out) => {
+                let slot = self.tape.acts.slot(out);
+                &slot.value[..self.dims.batch * slot.width]
+            }
+            None => &[],
+        }
+    }
+
+    /// Embed and forward only on a classifier's batch; returns [`Model::class_scores`].
+    pub fn predict_texts(&mut self, texts: &[&[u32]], cx: &Ctx) -> Result<&[T]> {
+        let cx = Ctx { mode: Mode::Eval, ..*cx };
+        let steps = self.set_texts(texts)?;
+        self.reset_state();
+        let ids = std::mem::take(&mut self.text_ids);
+        let result = self.tape.set_steps(steps).and_then(|()| {
+            self.embedding.run(&ids[..steps * self.dims.batch], &mut self.tape, &cx)?;
+            self.forward.run((), &mut self.tape, &cx)
+        });
+        self.text_ids = ids;
+        result?;
+        Ok(self.class_scores())
+    }
+
+    fn texts_window(
+        &mut self,
+        texts: &[&[u32]],
+        labels: &[u32],
+        run: impl FnOnce(&mut Self, Window<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if labels.len() != texts.len() {
+            return Err(Error::shape("labels of a batch of texts", texts.len(), labels.len()));
+        }
+        let steps = self.set_texts(texts)?;
+        self.reset_state();
+        let ids = std::mem::take(&mut self.text_ids);
+        let w = Window { steps, inputs: &ids[..steps * self.dims.batch], targets: labels };
+        let result = run(self, w);
+        self.text_ids = ids;
+        result
+    }
 }
+
+/// The id a classifier's batch pads its shorter texts with. Any id would do: padding never
+/// reaches a text's pooled vector or its gradients (see `stagewise_forward::PoolOp`).
+pub const PAD_ID: u32 = 0;
 
 impl<T: Float> Model<T> {
     /// The config's boxes, not yet built: replace any of them with your own type, then
@@ -243,6 +360,30 @@ impl<T: Float> Model<T> {
             backward: config.backward.build(),
             optimizer: config.optimizer.build(),
             from_config: [true; 5],
+            classes: None,
+            _float: std::marker::PhantomData,
+        })
+    }
+
+    /// The config's boxes for a classifier of `classes` classes (the `classify` task): the
+    /// forward box pools each text's states (`forward.pooling`) and its head scores the classes.
+    /// Then [`ModelBuilder::build`] with `seq_len` the longest text (`data.max_tokens`).
+    pub fn classifier_builder(config: &Config, classes: usize) -> Result<ModelBuilder<T>> {
+        if config.embedding.tied() {
+            return Err(Error::config(
+                "embedding.tied",
+                "a classifier's head scores classes, not the vocabulary",
+            ));
+        }
+        let seed = config.train.seed;
+        Ok(ModelBuilder {
+            embedding: config.embedding.build(seed),
+            forward: ForwardImpl::classifier(&config.forward, classes, seed)?,
+            loss: config.loss.build(),
+            backward: config.backward.build(),
+            optimizer: config.optimizer.build(),
+            from_config: [true; 5],
+            classes: Some(classes),
             _float: std::marker::PhantomData,
         })
     }
@@ -274,6 +415,8 @@ pub struct ModelBuilder<
     optimizer: O,
     /// Which boxes are still the config's built-ins (embed, forward, loss, backward, update).
     from_config: [bool; 5],
+    /// The forward box's output width when it is not the vocabulary: a classifier's classes.
+    classes: Option<usize>,
     _float: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -287,37 +430,40 @@ impl<T: Float, E, F, L, B, O> ModelBuilder<T, E, F, L, B, O> {
 
     /// Replaces the embed box.
     pub fn embedding<E2: Embedding<T>>(self, embedding: E2) -> ModelBuilder<T, E2, F, L, B, O> {
-        let ModelBuilder { forward, loss, backward, optimizer, mut from_config, _float, .. } = self;
+        let ModelBuilder { forward, loss, backward, optimizer, mut from_config, classes, _float, .. } = self;
         from_config[0] = false;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, classes, _float }
     }
 
     /// Replaces the forward box.
     pub fn forward<F2: Forward<T>>(self, forward: F2) -> ModelBuilder<T, E, F2, L, B, O> {
-        let ModelBuilder { embedding, loss, backward, optimizer, mut from_config, _float, .. } = self;
+        let ModelBuilder { embedding, loss, backward, optimizer, mut from_config, classes, _float, .. } =
+            self;
         from_config[1] = false;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, classes, _float }
     }
 
     /// Replaces the loss box.
     pub fn loss<L2: Loss<T>>(self, loss: L2) -> ModelBuilder<T, E, F, L2, B, O> {
-        let ModelBuilder { embedding, forward, backward, optimizer, mut from_config, _float, .. } = self;
+        let ModelBuilder {
+            embedding, forward, backward, optimizer, mut from_config, classes, _float, ..
+        } = self;
         from_config[2] = false;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, classes, _float }
     }
 
     /// Replaces the backward box.
     pub fn backward<B2: Backward<T>>(self, backward: B2) -> ModelBuilder<T, E, F, L, B2, O> {
-        let ModelBuilder { embedding, forward, loss, optimizer, mut from_config, _float, .. } = self;
+        let ModelBuilder { embedding, forward, loss, optimizer, mut from_config, classes, _float, .. } = self;
         from_config[3] = false;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, classes, _float }
     }
 
     /// Replaces the update box.
     pub fn optimizer<O2: Optimizer<T>>(self, optimizer: O2) -> ModelBuilder<T, E, F, L, B, O2> {
-        let ModelBuilder { embedding, forward, loss, backward, mut from_config, _float, .. } = self;
+        let ModelBuilder { embedding, forward, loss, backward, mut from_config, classes, _float, .. } = self;
         from_config[4] = false;
-        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, _float }
+        ModelBuilder { embedding, forward, loss, backward, optimizer, from_config, classes, _float }
     }
 }
 
@@ -334,6 +480,15 @@ where
     /// `seq_len` steps (see [`Model::new`]).
     pub fn build(self, vocab: usize, batch: usize, seq_len: usize) -> Result<Model<T, E, F, L, B, O>> {
         let dims = Dims { vocab, batch, seq_len, params: 0 };
-        Model::new(dims, self.embedding, self.forward, self.loss, self.backward, self.optimizer)
+        let outputs = self.classes.unwrap_or(vocab);
+        Model::with_outputs(
+            dims,
+            outputs,
+            self.embedding,
+            self.forward,
+            self.loss,
+            self.backward,
+            self.optimizer,
+        )
     }
 }

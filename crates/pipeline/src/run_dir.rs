@@ -98,6 +98,12 @@ impl RunDir {
     /// every one of [`RUN_FILES`]); then `latest` is switched to it and the older generations are
     /// removed. Until the switch, the previous set stays the one the stable names show.
     pub fn publish(&mut self, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        self.publish_files(&RUN_FILES, write)
+    }
+
+    /// [`RunDir::publish`] for a run whose set is `files` (a classifier's adds `best.ckpt` and
+    /// `confusion.json`): `write` must write every one of them, and each gets a stable name.
+    pub fn publish_files(&mut self, files: &[&str], write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         let generations = self.dir.join("generations");
         std::fs::create_dir_all(&generations).map_err(|e| Error::io(&generations, e))?;
         self.published += 1;
@@ -105,7 +111,7 @@ impl RunDir {
         let fresh = generations.join(&name);
         std::fs::create_dir(&fresh).map_err(|e| Error::io(&fresh, e))?;
         write(&fresh)?;
-        for file in RUN_FILES {
+        for &file in files {
             let path = fresh.join(file);
             if !path.is_file() {
                 return Err(Error::data(fresh.display().to_string(), format!("{file} was not written")));
@@ -113,7 +119,7 @@ impl RunDir {
         }
         sync_dir(&fresh);
         self.switch_latest(&Path::new("generations").join(&name))?;
-        self.link_stable_names()?;
+        self.link_stable_names(files)?;
         self.remove_other_generations(&name);
         Ok(())
     }
@@ -134,10 +140,10 @@ impl RunDir {
 
     /// Makes `DIR/<file>` a link to `latest/<file>` for each run file (once; renames keep each
     /// name valid at every moment).
-    fn link_stable_names(&self) -> Result<()> {
+    fn link_stable_names(&self, files: &[&str]) -> Result<()> {
         let latest = self.dir.join("latest");
         let optional = OPTIONAL_RUN_FILES.into_iter().filter(|f| latest.join(f).is_file());
-        for file in RUN_FILES.into_iter().chain(optional) {
+        for file in files.iter().copied().chain(optional) {
             let name = self.dir.join(file);
             let target = Path::new("latest").join(file);
             if std::fs::read_link(&name).is_ok_and(|t| t == target) {

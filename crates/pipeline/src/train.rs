@@ -557,7 +557,7 @@ fn check_memory(config: &Config, boxes: [bool; 5]) -> Result<()> {
 /// Stops a run whose last window left a non-finite loss, gradient or parameter, naming the box
 /// and the first non-finite tensor. The parameters are checked every window (one pass over the
 /// arena, a fraction of a percent of a window); the gradients only to say which box went first.
-fn check_finite<E, F, L, B, O>(model: &Model<f32, E, F, L, B, O>) -> Result<()>
+pub(crate) fn check_finite<E, F, L, B, O>(model: &Model<f32, E, F, L, B, O>) -> Result<()>
 where
     E: Embedding<f32>,
     F: Forward<f32>,

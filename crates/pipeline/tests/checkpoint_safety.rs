@@ -23,6 +23,7 @@ fn sample(step: u64) -> Checkpoint {
         step,
         epoch: 1,
         seed: 5,
+        labels: Vec::new(),
     }
 }
 

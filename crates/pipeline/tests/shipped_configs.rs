@@ -3,8 +3,10 @@
 //! small corpus, shrunk with `--set` to test-sized widths, and the run directory records exactly
 //! the boxes the file chose.
 
+use crate::classify_task::labelled_csv;
 use crate::util::{TempDir, corpus, stagewise, texts};
 use stagewise_pipeline::Config;
+use stagewise_pipeline::config::Task;
 use std::path::{Path, PathBuf};
 
 /// The shipped configurations, sorted by name.
@@ -22,11 +24,13 @@ fn shipped() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_config_trains_through_the_command() {
     let files = shipped();
-    for name in ["seed", "gru", "rnn", "sgd", "lstm-2layer", "lstm-2layer-tied"] {
+    for name in ["seed", "gru", "rnn", "sgd", "lstm-2layer", "lstm-2layer-tied", "classify"] {
         assert!(files.iter().any(|f| f.file_stem().unwrap() == name), "configs/{name}.toml is missing");
     }
     let dir = TempDir::new("shipped");
     std::fs::write(dir.join("corpus.txt"), corpus(120)).unwrap();
+    std::fs::write(dir.join("train.csv"), labelled_csv(40, 0)).unwrap();
+    std::fs::write(dir.join("test.csv"), labelled_csv(12, 1)).unwrap();
     for file in &files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let shipped = Config::load(file).unwrap();
@@ -43,6 +47,7 @@ fn every_shipped_config_trains_through_the_command() {
             Some(_) => format!("embedding.dim={}", shipped.embedding.dim()),
             None => "embedding.dim=8".to_owned(),
         };
+        let classify = shipped.data.task == Task::Classify;
         let mut args = vec![
             "train",
             "--config",
@@ -71,6 +76,10 @@ fn every_shipped_config_trains_through_the_command() {
         if let Some(set) = &pretrained {
             args.extend(["--set", set.as_str()]);
         }
+        if classify {
+            // The bundled CSV files are relative to the repository; a small pair stands in.
+            args.extend(["--train", "train.csv", "--test", "test.csv", "--set", "data.max_tokens=12"]);
+        }
         let result = stagewise(dir.path(), &args);
         let (stdout, stderr) = texts(&result);
         assert!(result.status.success(), "configs/{name}.toml: {stderr}\n{stdout}");
@@ -82,6 +91,12 @@ fn every_shipped_config_trains_through_the_command() {
         let ran = Config::load(&dir.join(&out).join("config.toml")).unwrap();
         let mut expected = shipped.clone();
         expected.data.path = ran.data.path.clone();
+        if classify {
+            assert_eq!(ran.forward.pooling(), shipped.forward.pooling(), "configs/{name}.toml");
+            expected.data.train = ran.data.train.clone();
+            expected.data.test = ran.data.test.clone();
+            expected.data.max_tokens = ran.data.max_tokens;
+        }
         expected.train = ran.train.clone();
         expected.embedding = ran.embedding.clone();
         expected.forward = ran.forward.clone();
@@ -110,7 +125,12 @@ fn every_shipped_config_trains_through_the_command() {
             metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2, "configs/{name}.toml: {metrics}");
         for line in &lines {
-            for key in ["train_loss", "test_loss", "lr", "grad_norm"] {
+            let keys: &[&str] = if classify {
+                &["train_loss", "test_loss", "test_acc", "macro_f1", "seconds"]
+            } else {
+                &["train_loss", "test_loss", "lr", "grad_norm"]
+            };
+            for &key in keys {
                 let v = line[key].as_f64().unwrap_or(f64::NAN);
                 assert!(v.is_finite() && v >= 0.0, "configs/{name}.toml: {key} = {v} in {line}");
             }

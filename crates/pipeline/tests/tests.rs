@@ -17,6 +17,8 @@
 //! - [`stages_cli`]: the catalogue of stages, as text and as JSON.
 //! - [`seed_vocab`]: the seed configuration's vocabulary, pinned id for id.
 //! - [`word_vectors`]: the word2vec commands (`vectors`, `vectors-eval`, `neighbors`) through the binary.
+//! - [`classify_task`]: the classify task: padding invariance of a text's pooled vector and
+//!   gradients, a run through the command, its files, and `classify` on its checkpoint.
 //! - [`shipped_configs`]: every file in `configs/` trains through the command, with its boxes.
 //! - [`tokenizer_cli`]: `train-tokenizer` and `encode`, against the ids HF `tokenizers` gives.
 
@@ -30,6 +32,7 @@ mod bad_inputs;
 mod bench_cli;
 mod best_epoch;
 mod checkpoint_safety;
+mod classify_task;
 mod cli_errors;
 mod end_to_end;
 mod generic_run;
