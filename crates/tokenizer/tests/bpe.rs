@@ -239,6 +239,28 @@ proptest! {
         prop_assert_eq!(ids, naive_encode(&text));
     }
 
+    /// `token_start` finds where each token begins in the text: the bytes of the tokens before
+    /// it (moved to the next character boundary), rising to the text's length after the last
+    /// token; past that there is no token.
+    #[test]
+    fn token_start_is_where_each_token_begins(text in any::<String>()) {
+        let tokenizer = BpeTokenizer::new(hf_model().clone());
+        let tokens = tokenizer.tokenize(&text).expect("never fails");
+        let mut previous = 0;
+        for i in 0..=tokens.len() {
+            let at = tokenizer.token_start(&text, i).expect("a token index");
+            prop_assert!(text.is_char_boundary(at) && at >= previous, "{} at {}", i, at);
+            let before: stagewise_core::Tokens = tokens.iter().take(i).collect();
+            let covered = tokenizer.decode(&before);
+            if text.is_char_boundary(covered.len()) && text.starts_with(covered.as_str()) {
+                prop_assert_eq!(at, covered.len());
+            }
+            previous = at;
+        }
+        prop_assert_eq!(tokenizer.token_start(&text, tokens.len()), Some(text.len()));
+        prop_assert_eq!(tokenizer.token_start(&text, tokens.len() + 1), None);
+    }
+
     /// Long runs of one class, where the heap path runs, agree with GPT-2's loop.
     #[test]
     fn long_runs_agree_with_gpt2(text in "[a-e]{40,200}|[ !?.]{40,200}|([a-c]{1,3} ?){20,80}") {
