@@ -47,7 +47,7 @@ impl HogwildMatrix {
 
     /// A matrix holding `values` (row-major, `rows × cols` of them).
     pub fn from_vec(values: Vec<f32>, cols: usize) -> Self {
-        let rows = if cols == 0 { 0 } else { values.len() / cols };
+        let rows = values.len().checked_div(cols).unwrap_or(0);
         assert_eq!(rows * cols, values.len(), "HogwildMatrix::from_vec: not a whole number of rows");
         Self { data: values.into_iter().map(UnsafeCell::new).collect(), rows, cols }
     }
