@@ -2,8 +2,8 @@
 //!
 //! Everything here is a function over plain row-major slices; nothing knows about stages, ops or
 //! the tape. This crate also holds every `unsafe` block of the workspace, each with its `SAFETY`
-//! comment: the AVX-512 kernel, the `vzeroupper` after faer's products, the huge-page advice and
-//! the counting allocator of the allocation tests.
+//! comment: the AVX-512 kernel, the `vzeroupper` after faer's products, the huge-page advice,
+//! the Hogwild matrix of word2vec and the counting allocator of the allocation tests.
 //!
 //! # Brief overview
 //! - [`Float`]: `f32` to train, `f64` to check gradients.
@@ -11,12 +11,14 @@
 //!   without changing a bit).
 //! - [`packed`]: the head's forward product from a right-hand side packed once (AVX-512).
 //! - [`rows`]: bias add, bias-gradient column sums and transposing copies, split across threads.
+//! - [`hogwild`]: a matrix threads update without locks (word2vec's shared weights).
 //! - [`memory`]: zeroed, 64-byte-aligned buffers on huge pages.
 //! - [`tuning`]: every performance constant, each with its reason.
 //! - [`counting_alloc`]: a counting global allocator for "a warm step allocates nothing" tests.
 
 pub mod counting_alloc;
 mod float;
+pub mod hogwild;
 pub mod matrix;
 pub mod memory;
 pub mod packed;

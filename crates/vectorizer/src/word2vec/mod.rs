@@ -19,9 +19,10 @@
 //!   `fast_sentence_sg_neg(word=i, word2=j)`); CBOW predicts it from the mean of the context
 //!   vectors and adds the same error to each of them (`cbow_mean = 1`).
 //! - Threads: Hogwild, as in gensim and word2vec.c: threads take jobs in turn and update the
-//!   shared weights without locks. The weights are relaxed atomics (two `f32`s per
-//!   `AtomicU64`), so concurrent updates are defined behaviour (one may overwrite another,
-//!   which Hogwild accepts); with more than one
+//!   shared weights without locks, through plain `f32` rows
+//!   ([`stagewise_kernels::hogwild::HogwildMatrix`], whose docs say why that is the algorithm
+//!   and how it stays sound: one update may overwrite part of another, which Hogwild accepts),
+//!   so the dot products and axpys vectorise like gensim's BLAS calls; with more than one
 //!   thread the result depends on timing and is not reproducible. With one thread it is
 //!   deterministic: every random number comes from the seed, the epoch and the job index.
 //!
@@ -36,7 +37,8 @@ pub use vocab::{CUM_TABLE_DOMAIN, W2vVocab};
 
 use crate::vectors::Vectors;
 use stagewise_core::{Error, Result, Rng};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use stagewise_kernels::hogwild::HogwildMatrix;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Tokens per job (sentence), gensim's `MAX_WORDS_IN_BATCH`.
@@ -146,11 +148,10 @@ pub struct Word2VecTrainer {
     vocab: W2vVocab,
     /// Token ids of the corpus (`u32::MAX`: a word not kept).
     corpus: Vec<u32>,
-    /// Input vectors, two `f32`s per atomic word (rows of `dim.div_ceil(2)` words): half the
-    /// moves of one atomic per value.
-    syn0: Vec<AtomicU64>,
-    /// Output vectors, laid out as `syn0`.
-    syn1neg: Vec<AtomicU64>,
+    /// Input vectors, one row per word, shared by the threads without locks.
+    syn0: HogwildMatrix,
+    /// Output vectors, as `syn0`.
+    syn1neg: HogwildMatrix,
     exp_table: Vec<f32>,
     log_table: Vec<f32>,
 }
@@ -170,12 +171,8 @@ impl Word2VecTrainer {
         let mut rng = Rng::stream(config.seed, "word2vec init");
         let scale = 1.0 / config.dim as f64;
         let init: Vec<f32> = (0..n).map(|_| ((rng.uniform() - 0.5) * scale) as f32).collect();
-        let words = config.dim.div_ceil(2);
-        let syn0: Vec<AtomicU64> = (0..vocab.len() * words).map(|_| AtomicU64::new(0)).collect();
-        for (i, row) in init.chunks_exact(config.dim).enumerate() {
-            store(&syn0, i, row);
-        }
-        let syn1neg = (0..vocab.len() * words).map(|_| AtomicU64::new(0)).collect();
+        let syn0 = HogwildMatrix::from_vec(init, config.dim);
+        let syn1neg = HogwildMatrix::zeros(vocab.len(), config.dim);
         let exp_table: Vec<f32> = (0..EXP_TABLE_SIZE)
             .map(|i| {
                 let e = ((i as f64 / EXP_TABLE_SIZE as f64 * 2.0 - 1.0) * MAX_EXP as f64).exp();
@@ -259,7 +256,7 @@ impl Word2VecTrainer {
         let mut out = Vectors::new(dim);
         let mut row = vec![0.0; dim];
         for (i, word) in self.vocab.words.iter().take(n).enumerate() {
-            load(&self.syn0, i, &mut row);
+            self.syn0.copy_row(i, &mut row);
             out.push(word, &row);
         }
         out
@@ -310,10 +307,10 @@ impl Word2VecTrainer {
 
     /// One skip-gram update: predict `word` from `context`'s input vector.
     fn skip_gram(&self, w: &mut Worker, word: u32, context: u32, alpha: f32, next_random: u64) -> u64 {
-        load(&self.syn0, context as usize, &mut w.l1);
+        self.syn0.copy_row(context as usize, &mut w.l1);
         w.work.fill(0.0);
         let next_random = self.negatives(w, word, alpha, next_random);
-        add_store(&self.syn0, context as usize, &mut w.l1, &w.work);
+        self.syn0.axpy(context as usize, 1.0, &w.work);
         next_random
     }
 
@@ -332,8 +329,7 @@ impl Word2VecTrainer {
         w.l1.fill(0.0);
         let mut count = 0usize;
         for m in (lo..hi).filter(|&m| m != i) {
-            load(&self.syn0, w.sentence[m] as usize, &mut w.row);
-            axpy(1.0, &w.row, &mut w.l1);
+            self.syn0.axpy_into(w.sentence[m] as usize, 1.0, &mut w.l1);
             count += 1;
         }
         // With an empty context gensim still trains the output side on a zero input vector.
@@ -344,9 +340,7 @@ impl Word2VecTrainer {
         w.work.fill(0.0);
         let next_random = self.negatives(w, word, alpha, next_random);
         for m in (lo..hi).filter(|&m| m != i) {
-            let id = w.sentence[m] as usize;
-            load(&self.syn0, id, &mut w.row);
-            add_store(&self.syn0, id, &mut w.row, &w.work);
+            self.syn0.axpy(w.sentence[m] as usize, 1.0, &w.work);
         }
         next_random
     }
@@ -366,8 +360,7 @@ impl Word2VecTrainer {
                 }
                 (t, 0.0)
             };
-            load(&self.syn1neg, target as usize, &mut w.row);
-            let f_dot = dot(&w.l1, &w.row);
+            let f_dot = self.syn1neg.dot(target as usize, &w.l1);
             let signed = if d == 0 { f_dot } else { -f_dot };
             loss -= f64::from(self.log_sigmoid(signed));
             if f_dot <= -MAX_EXP || f_dot >= MAX_EXP {
@@ -375,9 +368,7 @@ impl Word2VecTrainer {
             }
             let f = self.exp_table[((f_dot + MAX_EXP) * (EXP_TABLE_SIZE as f32 / MAX_EXP / 2.0)) as usize];
             let g = (label - f) * alpha;
-            axpy(g, &w.row, &mut w.work);
-            let l1 = &w.l1;
-            add_scaled_store(&self.syn1neg, target as usize, &mut w.row, g, l1);
+            self.syn1neg.update_pair(target as usize, g, &w.l1, &mut w.work);
         }
         w.loss += loss;
         w.updates += 1;
@@ -398,7 +389,6 @@ impl Word2VecTrainer {
 struct Worker {
     sentence: Vec<u32>,
     l1: Vec<f32>,
-    row: Vec<f32>,
     work: Vec<f32>,
     loss: f64,
     updates: u64,
@@ -409,7 +399,6 @@ impl Worker {
         Worker {
             sentence: Vec::with_capacity(JOB_TOKENS),
             l1: vec![0.0; dim],
-            row: vec![0.0; dim],
             work: vec![0.0; dim],
             loss: 0.0,
             updates: 0,
@@ -417,78 +406,10 @@ impl Worker {
     }
 }
 
-/// Copies row `i` of a shared table (two `f32`s per word, low half first) into `out`.
-#[inline]
-fn load(table: &[AtomicU64], i: usize, out: &mut [f32]) {
-    let d = out.len();
-    let words = &table[i * d.div_ceil(2)..(i + 1) * d.div_ceil(2)];
-    let (pairs, last) = out.split_at_mut(d / 2 * 2);
-    for (o, a) in pairs.chunks_exact_mut(2).zip(words) {
-        let v = a.load(Ordering::Relaxed);
-        o[0] = f32::from_bits(v as u32);
-        o[1] = f32::from_bits((v >> 32) as u32);
-    }
-    if let Some(x) = last.first_mut() {
-        *x = f32::from_bits(words[d / 2].load(Ordering::Relaxed) as u32);
-    }
-}
-
-/// `row += add`, then stores `row` as row `i` of a shared table.
-#[inline]
-fn add_store(table: &[AtomicU64], i: usize, row: &mut [f32], add: &[f32]) {
-    axpy(1.0, add, row);
-    store(table, i, row);
-}
-
-/// `row += g * x`, then stores `row` as row `i` of a shared table.
-#[inline]
-fn add_scaled_store(table: &[AtomicU64], i: usize, row: &mut [f32], g: f32, x: &[f32]) {
-    axpy(g, x, row);
-    store(table, i, row);
-}
-
-/// Stores `row` as row `i` of a shared table.
-#[inline]
-fn store(table: &[AtomicU64], i: usize, row: &[f32]) {
-    let d = row.len();
-    let words = &table[i * d.div_ceil(2)..(i + 1) * d.div_ceil(2)];
-    let (pairs, last) = row.split_at(d / 2 * 2);
-    for (a, x) in words.iter().zip(pairs.chunks_exact(2)) {
-        a.store(u64::from(x[0].to_bits()) | (u64::from(x[1].to_bits()) << 32), Ordering::Relaxed);
-    }
-    if let Some(x) = last.first() {
-        words[d / 2].store(u64::from(x.to_bits()), Ordering::Relaxed);
-    }
-}
-/// `y += a * x`.
-#[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
-/// The dot product, in eight lanes so it vectorises.
-#[inline]
-fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (a, b) in xc.zip(yc) {
-        for k in 0..8 {
-            acc[k] += a[k] * b[k];
-        }
-    }
-    let mut sum = acc.iter().sum::<f32>();
-    for (a, b) in xr.iter().zip(yr) {
-        sum += a * b;
-    }
-    sum
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stagewise_kernels::hogwild::dot;
 
     /// A corpus where `cat`/`dog` and `red`/`blue` are interchangeable.
     fn corpus() -> Vec<String> {
@@ -560,17 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn rows_round_trip_through_the_packed_tables_at_any_width() {
-        for d in [1usize, 3, 4, 7] {
-            let table: Vec<AtomicU64> = (0..3 * d.div_ceil(2)).map(|_| AtomicU64::new(0)).collect();
-            let row: Vec<f32> = (0..d).map(|k| k as f32 - 1.5).collect();
-            store(&table, 1, &row);
-            let mut out = vec![9.0; d];
-            load(&table, 1, &mut out);
-            assert_eq!(out, row);
-            load(&table, 2, &mut out);
-            assert!(out.iter().all(|&x| x == 0.0), "row 2 untouched");
-        }
+    fn odd_widths_train() {
         let (a, _) = train(Word2VecConfig { dim: 5, ..config(1, 2, false) });
         assert_eq!(a.dim(), 5);
     }
