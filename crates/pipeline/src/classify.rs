@@ -16,6 +16,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, Task};
 use crate::model::Model;
+use crate::pretrained::load_pretrained;
 use crate::run_dir::RunDir;
 use crate::texts::{LabelledTexts, class_ids, classes_of, read_csv};
 use crate::train::{check_finite, thread_pool};
@@ -397,6 +398,8 @@ fn train_in_pool(config: &Config, out_dir: &Path, threads: usize) -> Result<Clas
     let batch = config.train.batch;
     let mut model =
         Model::<f32>::classifier_builder(config, classes)?.build(vocab, batch, config.data.max_tokens)?;
+    // The table starts from `[embedding] pretrained`, as the language model's does.
+    let pretrained = load_pretrained(&config.embedding, &data.vectorizer, &mut model.tape.params)?;
     let cx = Ctx { par: par_for_threads(threads), mode: Mode::Train, step: 0, seed: config.train.seed };
     let n = data.train.texts.len();
     let batches = match config.train.max_windows {
@@ -413,6 +416,9 @@ fn train_in_pool(config: &Config, out_dir: &Path, threads: usize) -> Result<Clas
     let majority_acc = data.test.labels.iter().filter(|&&l| l as usize == majority).count() as f64
         / data.test.labels.len().max(1) as f64;
     println!("majority class `{}`: test acc {majority_acc:.4}", data.classes[majority]);
+    if let Some(coverage) = &pretrained {
+        println!("{}", coverage.line());
+    }
 
     let (config_toml, vocab_json) = (config.to_toml(), data.vectorizer.to_json());
     let total_steps = (config.train.epochs as u64).saturating_mul(batches as u64);

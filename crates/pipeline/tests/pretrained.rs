@@ -1,7 +1,7 @@
 //! `[embedding] pretrained = "FILE"` through the `stagewise train` command: one coverage line,
 //! the table's rows equal to the file's vectors (a frozen table keeps them to the checkpoint),
 //! the configured init for the rest, and one-line errors for a file of another width or a
-//! malformed one.
+//! malformed one; the classify task's table starts from the file the same way.
 
 use crate::util::{TINY_TOML, TempDir, corpus, stagewise, texts};
 use stagewise_pipeline::checkpoint::Checkpoint;
@@ -94,4 +94,78 @@ fn a_file_of_another_width_or_a_bad_line_is_one_error_naming_file_and_line() {
     std::fs::write(dir.join("run.toml"), config("missing.txt", None)).unwrap();
     let result = stagewise(dir.path(), &["train", "--config", "run.toml", "--out", "out"]);
     assert!(texts(&result).1.contains("missing.txt"), "{}", texts(&result).1);
+}
+
+#[test]
+fn the_classify_task_starts_its_table_from_the_file_too() {
+    let dir = TempDir::new("pretrained-classify");
+    std::fs::write(dir.join("train.csv"), crate::classify_task::labelled_csv(30, 0)).unwrap();
+    std::fs::write(dir.join("test.csv"), crate::classify_task::labelled_csv(9, 1)).unwrap();
+    let mut file = Vectors::new(8);
+    for (i, word) in ["cat", "dog", "rain", "SOUP", "zebra"].iter().enumerate() {
+        let row: Vec<f32> = (0..8).map(|j| (i * 8 + j) as f32 * 0.125 - 2.0).collect();
+        file.push(word, &row);
+    }
+    file.write(&dir.join("vectors.bin"), VectorFormat::Word2vecBinary).unwrap();
+    for freeze in [true, false] {
+        let out = format!("run-{freeze}");
+        let freeze_set = format!("embedding.freeze={freeze}");
+        let args = [
+            "train",
+            "--task",
+            "classify",
+            "--train",
+            "train.csv",
+            "--test",
+            "test.csv",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            &out,
+            "--set",
+            "embedding.dim=8",
+            "--set",
+            "forward.hidden=6",
+            "--set",
+            "train.batch=4",
+            "--set",
+            "embedding.pretrained=\"vectors.bin\"",
+            "--set",
+            &freeze_set,
+        ];
+        let result = stagewise(dir.path(), &args);
+        let (stdout, stderr) = texts(&result);
+        assert!(result.status.success(), "{stderr}\n{stdout}");
+
+        let vocab = Vocab::load(dir.join(&out).join("vocab.json")).unwrap();
+        let tokens = vocab.tokens();
+        let v = tokens.len();
+        // `soup` is lower-case in the texts; the file's `SOUP` is not lower-cased to match it.
+        let found = ["cat", "dog", "rain"];
+        assert!(found.iter().all(|w| tokens.iter().any(|t| t == w)) && tokens.iter().any(|t| t == "soup"));
+        let expected = format!(
+            "pretrained: 3 of {v} words from vectors.bin ({:.1} %); {} initialised",
+            300.0 / v as f64,
+            v - 3
+        );
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("pretrained")).collect();
+        assert_eq!(lines, [expected.as_str()], "{stdout}");
+
+        let ckpt = Checkpoint::load(&dir.join(&out).join("model.ckpt")).unwrap();
+        let entry = ckpt.layout.entries().iter().find(|e| e.name == "embedding.weight").unwrap();
+        let table = &ckpt.params[entry.offset..entry.offset + v * 8];
+        for (id, word) in tokens.iter().enumerate() {
+            let row = &table[id * 8..(id + 1) * 8];
+            match (file.get(word), freeze) {
+                // Frozen, the covered rows are the file's after training.
+                (Some(expected), true) => assert_eq!(row, expected, "row of `{word}`"),
+                // Trainable, Adam has moved every covered word's row away from the file's.
+                (Some(expected), false) => assert_ne!(row, expected, "row of `{word}`"),
+                // The uniform init: never a multiple of 1/8 like the file's values.
+                (None, _) => assert!(row.iter().any(|x| (x * 8.0).fract() != 0.0), "`{word}` {row:?}"),
+            }
+        }
+    }
 }

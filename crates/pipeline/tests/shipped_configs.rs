@@ -24,7 +24,7 @@ fn shipped() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_config_trains_through_the_command() {
     let files = shipped();
-    for name in ["seed", "gru", "rnn", "sgd", "lstm-2layer", "lstm-2layer-tied", "classify"] {
+    for name in ["seed", "gru", "rnn", "sgd", "lstm-2layer", "lstm-2layer-tied", "classify", "classify-w2v"] {
         assert!(files.iter().any(|f| f.file_stem().unwrap() == name), "configs/{name}.toml is missing");
     }
     let dir = TempDir::new("shipped");
