@@ -44,17 +44,23 @@ pub fn corpus_path(root: &Path) -> PathBuf {
 
 /// Hashes the committed corpus and compares it with [`EXPECTED_SHA256`].
 pub fn check(root: &Path) -> Result<(), String> {
-    let path = corpus_path(root);
+    check_file(root, CORPUS, EXPECTED_SHA256)
+}
+
+/// Hashes the committed file `name` (relative to `root`) and compares it with `expected`,
+/// printing one `name: OK` line; every bundled data file is checked this way.
+pub(crate) fn check_file(root: &Path, name: &str, expected: &str) -> Result<(), String> {
+    let path = root.join(name);
     let bytes = fs::read(&path)
         .map_err(|e| format!("cannot read {}: {e} (run `cargo xtask data` to rebuild it)", path.display()))?;
     let actual = sha256_hex(&bytes);
-    if actual != EXPECTED_SHA256 {
+    if actual != expected {
         return Err(format!(
-            "{CORPUS}: SHA-256 mismatch: expected {EXPECTED_SHA256}, found {actual} \
+            "{name}: SHA-256 mismatch: expected {expected}, found {actual} \
              (run `cargo xtask data` to rebuild it)"
         ));
     }
-    println!("{CORPUS}: OK ({} bytes, sha256 {actual})", bytes.len());
+    println!("{name}: OK ({} bytes, sha256 {actual})", bytes.len());
     Ok(())
 }
 

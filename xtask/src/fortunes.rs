@@ -89,20 +89,7 @@ pub fn build(categories: &[(&str, String)]) -> (String, String) {
 
 /// Hashes the committed files and compares them with [`FILES`].
 pub fn check(root: &Path) -> Result<(), String> {
-    for (name, expected) in FILES {
-        let path = root.join(name);
-        let bytes = fs::read(&path).map_err(|e| {
-            format!("cannot read {}: {e} (run `cargo xtask data` to rebuild it)", path.display())
-        })?;
-        let actual = sha256_hex(&bytes);
-        if actual != expected {
-            return Err(format!(
-                "{name}: SHA-256 mismatch: expected {expected}, found {actual} (run `cargo xtask data` to rebuild it)"
-            ));
-        }
-        println!("{name}: OK ({} bytes, sha256 {actual})", bytes.len());
-    }
-    Ok(())
+    FILES.iter().try_for_each(|(name, expected)| crate::data::check_file(root, name, expected))
 }
 
 /// Rebuilds both files from the Debian package, verifies their hashes, then replaces the

@@ -88,18 +88,7 @@ pub fn normalise(fortunes: &str) -> Result<String, String> {
 
 /// Hashes the committed corpus and compares it with [`EXPECTED_SHA256`].
 pub fn check(root: &Path) -> Result<(), String> {
-    let path = root.join(CORPUS);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| format!("cannot read {}: {e} (run `cargo xtask data` to rebuild it)", path.display()))?;
-    let actual = sha256_hex(&bytes);
-    if actual != EXPECTED_SHA256 {
-        return Err(format!(
-            "{CORPUS}: SHA-256 mismatch: expected {EXPECTED_SHA256}, found {actual} \
-             (run `cargo xtask data` to rebuild it)"
-        ));
-    }
-    println!("{CORPUS}: OK ({} bytes, sha256 {actual})", bytes.len());
-    Ok(())
+    crate::data::check_file(root, CORPUS, EXPECTED_SHA256)
 }
 
 /// Rebuilds the corpus from the Debian package (`apt-get download` and `dpkg-deb -x` into a
