@@ -59,9 +59,7 @@ fn the_table_starts_from_the_file_and_the_run_says_how_much_it_covered() {
         assert_eq!(lines, [expected.as_str()], "{stdout}");
 
         // Frozen: the checkpoint's table is the one the run started from.
-        let ckpt = Checkpoint::load(&dir.join(&out).join("model.ckpt")).unwrap();
-        let entry = ckpt.layout.entries().iter().find(|e| e.name == "embedding.weight").unwrap();
-        let table = &ckpt.params[entry.offset..entry.offset + v * 8];
+        let table = embedding_table(&dir.join(&out).join("model.ckpt"), v * 8);
         for (id, word) in tokens.iter().enumerate() {
             let row = &table[id * 8..(id + 1) * 8];
             match lookup(word) {
@@ -153,9 +151,7 @@ fn the_classify_task_starts_its_table_from_the_file_too() {
         let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("pretrained")).collect();
         assert_eq!(lines, [expected.as_str()], "{stdout}");
 
-        let ckpt = Checkpoint::load(&dir.join(&out).join("model.ckpt")).unwrap();
-        let entry = ckpt.layout.entries().iter().find(|e| e.name == "embedding.weight").unwrap();
-        let table = &ckpt.params[entry.offset..entry.offset + v * 8];
+        let table = embedding_table(&dir.join(&out).join("model.ckpt"), v * 8);
         for (id, word) in tokens.iter().enumerate() {
             let row = &table[id * 8..(id + 1) * 8];
             match (file.get(word), freeze) {
@@ -168,4 +164,11 @@ fn the_classify_task_starts_its_table_from_the_file_too() {
             }
         }
     }
+}
+
+/// The first `len` values of `embedding.weight` in the checkpoint at `path`.
+fn embedding_table(path: &std::path::Path, len: usize) -> Vec<f32> {
+    let ckpt = Checkpoint::load(path).unwrap();
+    let entry = ckpt.layout.entries().iter().find(|e| e.name == "embedding.weight").unwrap();
+    ckpt.params[entry.offset..entry.offset + len].to_vec()
 }
